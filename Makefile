@@ -1,0 +1,35 @@
+# GenPercept Lessons: `make lab` runs the course, `make test` runs every test (both set up .venv first).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup assets lab test test-lib test-notebooks clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (genpercept-lessons)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+assets: setup  ## build the mini assets (MiniScenes, mini VAE, mini-Marigold depth + normals) if the cache lacks them
+	$(PY) -m genpercept_lessons assets
+
+lab: assets  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: assets  ## library tests + every notebook under nbval (lax: fail on errors and failed asserts)
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+
+test-lib: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-notebooks: assets
+	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,130 @@
+"""The asset cache: generated data and models live in folders keyed by a hash of their build settings.
+
+A folder counts as built only when its ``_COMPLETE.json`` manifest (settings + size and sha256 of
+every file) matches what is on disk; a build happens in ``<name>.partial`` and is renamed into place
+only once complete, so an interrupted or corrupted build is detected and rebuilt, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = [
+    "cache_root",
+    "settings_hash",
+    "asset_path",
+    "is_complete",
+    "build_asset",
+    "atomic_write_bytes",
+    "atomic_torch_save",
+]
+
+MARKER = "_COMPLETE.json"
+
+
+def cache_root() -> Path:
+    """Where generated assets live: ``$GENPERCEPT_CACHE``, else ``$XDG_CACHE_HOME/genpercept_lessons``, else ``~/.cache/genpercept_lessons``."""
+    env = os.environ.get("GENPERCEPT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genpercept_lessons"
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short stable hash (12 hex digits) of a JSON-serialisable settings dict."""
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings_hash: `settings` must be a dict, got {type(settings).__name__}")
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def asset_path(kind: str, settings: dict[str, Any]) -> Path:
+    """The folder for asset ``kind`` built with ``settings``: ``cache_root()/<kind>-<hash>``."""
+    if not kind or "/" in kind:
+        raise ValueError(f"asset_path: `kind` must be a plain name like 'miniscenes', got {kind!r}")
+    return cache_root() / f"{kind}-{settings_hash(settings)}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, list]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
+    return {str(p.relative_to(folder)): [p.stat().st_size, _sha256(p)] for p in files}
+
+
+def is_complete(folder: str | os.PathLike, check_hashes: bool = True) -> bool:
+    """True when ``folder`` holds a finished build whose files match its manifest (sizes, and sha256 if asked)."""
+    folder = Path(folder)
+    marker = folder / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())["files"]
+    except (ValueError, KeyError):
+        return False
+    for rel, (size, digest) in recorded.items():
+        p = folder / rel
+        if not p.is_file() or p.stat().st_size != size:
+            return False
+        if check_hashes and _sha256(p) != digest:
+            return False
+    return True
+
+
+def build_asset(final: str | os.PathLike, settings: dict[str, Any], build: Callable[[Path], None]) -> Path:
+    """Run ``build(partial_dir)`` unless ``final`` is already complete; then write the manifest and rename into place.
+
+    The partial folder (``<final>.partial``) is kept between attempts so that a training step inside
+    ``build`` can resume from its own checkpoints after an interruption.
+    """
+    final = Path(final)
+    if is_complete(final):
+        return final
+    if final.exists():  # a corrupted or half-renamed build: never use it
+        shutil.rmtree(final)
+    partial = final.with_name(final.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    build(partial)
+    marker = {"settings": settings, "files": _manifest(partial)}
+    atomic_write_bytes(partial / MARKER, json.dumps(marker, indent=1, default=str).encode())
+    os.replace(partial, final)
+    return final
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` that never leaves a half-written file behind (temporary file + ``os.replace``)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,186 @@
+"""Build the mini assets: MiniScenes, the mini VAE, and the mini-Marigold depth and normals pipelines (``make assets``)."""
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .assets import asset_path, atomic_write_bytes, build_asset, is_complete
+from .profiles import mini_build_settings
+
+__all__ = ["METADATA_FILE", "mini_asset_paths", "mini_assets_ready", "build_mini_assets", "read_metadata"]
+
+METADATA_FILE = "genpercept_metadata.json"
+
+
+def mini_asset_paths() -> dict[str, Path]:
+    """Cache folders of every mini asset (they exist only once built)."""
+    s = mini_build_settings()
+    return {"data": asset_path("miniscenes", s["data"]), "vae": asset_path("mini-vae", s["vae"]),
+            "depth": asset_path("marigold-depth", s["depth"]), "normals": asset_path("marigold-normals", s["normals"])}
+
+
+def mini_assets_ready(check_hashes: bool = False) -> dict[str, bool]:
+    """Which mini assets are built and intact, e.g. {"data": True, "vae": True, "depth": False, ...}."""
+    return {k: is_complete(p, check_hashes=check_hashes) for k, p in mini_asset_paths().items()}
+
+
+def read_metadata(folder: str | Path) -> dict[str, Any]:
+    """The training settings and held-out quality recorded beside a mini pipeline or VAE."""
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METADATA_FILE} in {folder}; build the mini assets with `make assets`")
+    return json.loads(path.read_text())
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=float).encode())
+
+
+def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
+    import torch
+
+    from .data import load_miniscenes
+    from .metrics import depth_metrics
+    from .mini_marigold import training_arrays, train_vae
+
+    arrays = training_arrays(load_miniscenes("train"))
+    vae, report = train_vae(arrays, settings, folder)
+    test = load_miniscenes("test")
+    t_arrays = training_arrays(test, "depth")
+    with torch.no_grad():  # how well a depth map survives encode -> decode (Marigold supp. B.1 checks the same)
+        x = torch.from_numpy(t_arrays["depth"])
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample.mean(1).clamp(-1, 1).numpy()
+    depth, mask = np.stack(test["depth"]), np.stack(test["mask"]).astype(bool)
+    report["depth_roundtrip_abs_rel"] = depth_metrics(rec, depth, mask)["abs_rel"]
+    report["depth_input_abs_rel"] = depth_metrics(t_arrays["depth"][:, 0], depth, mask)["abs_rel"]  # clamp floor
+    vae.save_pretrained(folder / "vae")
+    _write_json(folder / METADATA_FILE, {"settings": settings, "report": report})
+    (folder / "vae_state.pt").unlink(missing_ok=True)
+    print(f"VAE: scaling factor {report['scaling_factor']:.4f}, depth round-trip AbsRel "
+          f"{report['depth_roundtrip_abs_rel']:.4f} (the 2-98% clamp alone: {report['depth_input_abs_rel']:.4f}), "
+          f"{report['train_seconds']:.0f} s")
+
+
+def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, float]:
+    """Held-out quality of a mini pipeline: 1-step leading vs trailing (Gaussian start, seed 0) and trailing zero-noise."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from .metrics import depth_metrics, normal_metrics
+
+    n = n or len(test)
+    images = torch.from_numpy(np.stack(test["image"][:n])).permute(0, 3, 1, 2).float() / 255.0
+    mask = np.stack(test["mask"][:n]).astype(bool)
+    res = images.shape[-1]
+    out, original = {}, pipe.scheduler
+    for name, spacing, latents in (("leading_1step", "leading", None), ("trailing_1step", "trailing", None),
+                                   ("trailing_1step_zero_noise", "trailing", "zeros")):
+        pipe.scheduler = DDIMScheduler.from_config(original.config, timestep_spacing=spacing)
+        kwargs = {"generator": torch.Generator().manual_seed(0)}
+        if latents == "zeros":
+            f = pipe.vae_scale_factor
+            kwargs = {"latents": torch.zeros(n, 4, res // f, res // f)}
+        pred = pipe(images, num_inference_steps=1, processing_resolution=res, batch_size=n, output_type="np",
+                    **kwargs).prediction
+        if task == "depth":
+            out[name] = depth_metrics(pred[..., 0], np.stack(test["depth"][:n]), mask)
+        else:
+            out[name] = normal_metrics(pred, np.stack(test["normals"][:n]), mask)
+    pipe.scheduler = original
+    return out
+
+
+def _constant_baseline(task: str, train_arrays: dict[str, np.ndarray], test) -> dict[str, float]:
+    """Metrics of predicting the training set's pixel-wise mean map for every test scene."""
+    from .metrics import depth_metrics, normal_metrics
+
+    mask = np.stack(test["mask"]).astype(bool)
+    n = len(mask)
+    if task == "depth":
+        mean_map = train_arrays["depth"][:, 0].mean(0)
+        return depth_metrics(np.repeat(mean_map[None], n, 0), np.stack(test["depth"]), mask)
+    mean_n = train_arrays["normals"].mean(0).transpose(1, 2, 0)
+    return normal_metrics(np.repeat(mean_n[None], n, 0), np.stack(test["normals"]), mask)
+
+
+def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path) -> None:
+    import torch
+    import torch.nn.functional as F
+    from diffusers import AutoencoderKL, MarigoldDepthPipeline, MarigoldNormalsPipeline
+
+    from .data import load_miniscenes
+    from .mini_components import encode_empty_prompt, make_text_encoder, make_tokenizer
+    from .mini_marigold import encode_latents, make_pipeline, train_denoiser, training_arrays
+
+    vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
+    arrays = training_arrays(load_miniscenes("train"), task)
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    t0 = time.time()
+    rgb_lat, tgt_lat = encode_latents(vae, arrays["rgb"]), encode_latents(vae, arrays[task])
+    invalid = torch.from_numpy(~arrays["mask"]).float()[:, None]
+    latent_mask = (F.max_pool2d(invalid, f) == 0)[:, 0].numpy()  # a latent pixel counts if its whole patch is valid
+    encode_seconds = time.time() - t0
+    tokenizer = make_tokenizer(folder / "_tokenizer_src")
+    text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
+    empty = encode_empty_prompt(tokenizer, text_encoder)
+    unet, report = train_denoiser(rgb_lat, tgt_lat, latent_mask, empty, settings, folder)
+    report["latent_encoding_seconds"] = round(encode_seconds, 1)
+    report["empty_embedding_shape"] = list(empty.shape)
+    pipe = make_pipeline(task, unet, vae, text_encoder, tokenizer, arrays["rgb"].shape[-1])
+    pipe.save_pretrained(folder)
+    for leftover in ("_tokenizer_src",):
+        import shutil
+        shutil.rmtree(folder / leftover, ignore_errors=True)
+    # evaluate what was saved, loaded back exactly as a learner loads it
+    cls = MarigoldDepthPipeline if task == "depth" else MarigoldNormalsPipeline
+    loaded = cls.from_pretrained(folder)
+    loaded.set_progress_bar_config(disable=True)
+    test = load_miniscenes("test")
+    quality = evaluate_pipeline(loaded, task, test)
+    quality["constant_mean_map"] = _constant_baseline(task, arrays, test)
+    _write_json(folder / METADATA_FILE, {
+        "task": task, "settings": settings, "report": report, "held_out": quality,
+        "held_out_scenes": len(test), "recipe": "Marigold v1-0: DDPM 1000 steps, scaled_linear 0.00085-0.012, "
+        "v-prediction, random timestep per sample, 2-token empty-prompt embedding, frozen VAE (posterior mean x scaling)",
+    })
+    (folder / f"unet-{task}_state.pt").unlink(missing_ok=True)
+    key = "abs_rel" if task == "depth" else "mean"
+    print(f"{task}: held-out {key}: leading 1-step {quality['leading_1step'][key]:.3f}, trailing 1-step "
+          f"{quality['trailing_1step'][key]:.3f}, zero-noise {quality['trailing_1step_zero_noise'][key]:.3f}, "
+          f"constant {quality['constant_mean_map'][key]:.3f}; UNet {report['train_seconds']:.0f} s")
+
+
+def build_mini_assets() -> dict[str, Path]:
+    """Build whatever mini asset the cache lacks (data, VAE, depth and normals pipelines); print times and peak RAM."""
+    import torch
+
+    from .data import load_miniscenes
+
+    s, paths = mini_build_settings(), mini_asset_paths()
+    times, t_all = {}, time.time()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t = time.time()
+    load_miniscenes("train")
+    times["data"] = time.time() - t
+    t = time.time()
+    build_asset(paths["vae"], s["vae"], lambda tmp: _build_vae(tmp, s["vae"]))
+    times["vae"] = time.time() - t
+    for task in ("depth", "normals"):
+        t = time.time()
+        build_asset(paths[task], s[task], lambda tmp, task=task: _build_pipeline(tmp, task, s[task], paths["vae"]))
+        times[task] = time.time() - t
+    total = time.time() - t_all
+    print("mini assets ready in " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+          + f"; total {total / 60:.1f} min; peak RAM {_peak_rss_gb():.2f} GB")
+    for k, p in paths.items():
+        print(f"  {k:8s} {p}")
+    return paths

@@ -1,0 +1,86 @@
+"""MiniScenes as a 🤗 ``datasets`` dataset (train/test), rendered once into the asset cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .assets import asset_path, build_asset, is_complete
+from .profiles import mini_build_settings
+from .scenes import render_scene
+
+__all__ = ["SPLITS", "COLUMNS", "miniscenes_features", "build_miniscenes", "load_miniscenes"]
+
+SPLITS = ("train", "test")
+COLUMNS = ("image", "depth", "normals", "mask", "label", "K")
+_TEST_OFFSET = 1_000_000  # test scenes come from a disjoint index range of the same seed
+
+
+def miniscenes_features(height: int, width: int):
+    """The dataset schema shared by MiniScenes and the prepared real datasets (full profile)."""
+    from datasets import Array2D, Array3D, Features
+
+    return Features({
+        "image": Array3D((height, width, 3), "uint8"),
+        "depth": Array2D((height, width), "float32"),
+        "normals": Array3D((height, width, 3), "float32"),
+        "mask": Array2D((height, width), "bool"),
+        "label": Array2D((height, width), "uint8"),
+        "K": Array2D((3, 3), "float32"),
+    })
+
+
+def _render(args):
+    seed, index, height, width = args
+    s = render_scene(seed, index, height, width)
+    return {"image": s.image, "depth": s.depth, "normals": s.normals, "mask": s.mask, "label": s.label, "K": s.K}
+
+
+def _rows(seed: int, indices, height: int, width: int, desc: str, workers: int):
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    jobs = [(seed, int(i), height, width) for i in indices]
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            yield from tqdm(pool.imap(_render, jobs, chunksize=16), total=len(jobs), desc=desc)
+    else:
+        yield from (_render(j) for j in tqdm(jobs, desc=desc))
+
+
+def build_miniscenes(settings: dict[str, Any], folder: str | os.PathLike, workers: int | None = None) -> Path:
+    """Render MiniScenes with ``settings`` (seed, n_train, n_test, height, width) into ``folder``/{train,test}. Introduced in notebook 00."""
+    from datasets import Dataset
+
+    for key in ("seed", "n_train", "n_test", "height", "width"):
+        if key not in settings:
+            raise KeyError(f"build_miniscenes: `settings` lacks {key!r}; got keys {sorted(settings)}")
+    folder = Path(folder)
+    workers = workers or min(2, os.cpu_count() or 1)
+    h, w, seed = settings["height"], settings["width"], settings["seed"]
+    features = miniscenes_features(h, w)
+    ranges = {"train": range(settings["n_train"]), "test": range(_TEST_OFFSET, _TEST_OFFSET + settings["n_test"])}
+    for split, idx in ranges.items():
+        rows = list(_rows(seed, idx, h, w, f"MiniScenes {split}", workers))
+        ds = Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS}, features=features)
+        ds.save_to_disk(str(folder / split))
+    return folder
+
+
+def load_miniscenes(split: str = "train", settings: dict[str, Any] | None = None):
+    """MiniScenes ``split`` as a numpy-formatted ``datasets.Dataset`` (image uint8 [H,W,3], depth float32 [H,W] m, normals float32 [H,W,3], mask bool, label uint8, K [3,3]); renders it first if the cache lacks it. Introduced in notebook 00."""
+    from datasets import load_from_disk
+
+    if split not in SPLITS:
+        raise ValueError(f"load_miniscenes: `split` must be one of {SPLITS}, got {split!r}")
+    settings = settings or mini_build_settings()["data"]
+    folder = asset_path("miniscenes", settings)
+    if not is_complete(folder):
+        print(f"MiniScenes not found in the cache; rendering them now into {folder} (about a minute).")
+        build_asset(folder, settings, lambda tmp: build_miniscenes(settings, tmp))
+    ds = load_from_disk(str(folder / split))
+    # dtype=None keeps the stored dtypes (uint8 images and labels); the default numpy format widens ints to int64
+    return ds.with_format("numpy", dtype=None)

@@ -1,0 +1,146 @@
+"""The parts of mini-Marigold: tiny VAE, 8-channel UNet, tiny local CLIP text encoder/tokenizer, v1-0 scheduler.
+
+Every part is a real diffusers/transformers class, only smaller, so that the mini model is saved in
+(and loaded from) exactly the on-disk layout of ``prs-eth/marigold-depth-v1-0``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = [
+    "MARIGOLD_V1_0_SCHEDULER",
+    "make_vae",
+    "make_unet",
+    "make_text_encoder",
+    "make_tokenizer",
+    "make_scheduler",
+    "encode_empty_prompt",
+]
+
+# Exactly the scheduler_config.json of prs-eth/marigold-depth-v1-0 at commit 9a42035 (FACTS §1.2): no
+# `timestep_spacing` key, so diffusers falls back to its default, "leading".
+MARIGOLD_V1_0_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "_diffusers_version": "0.8.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+
+
+def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_size: int = 64):
+    """A small ``AutoencoderKL`` (3-channel images in [-1,1] -> 4-channel latents at 1/2^(len-1) size). Introduced in notebook 01."""
+    from diffusers import AutoencoderKL
+
+    n = len(block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=min(32, min(block_out_channels)),
+        sample_size=sample_size,
+    )
+
+
+def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, sample_size: int = 16,
+              layers_per_block: int = 1):
+    """An 8-channel ``UNet2DConditionModel`` (RGB latent ‖ target latent -> v), cross-attention only at the coarsest level. Introduced in notebook 01."""
+    from diffusers import UNet2DConditionModel
+
+    n = len(block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def make_text_encoder(hidden_size: int = 64, vocab_size: int = 514, seed: int = 0):
+    """A tiny randomly initialised ``CLIPTextModel`` (frozen; it only ever encodes the empty prompt). Introduced in notebook 01."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+        projection_dim=hidden_size,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CLIPTextModel(config)
+    return model.eval().requires_grad_(False)
+
+
+def _byte_unicode() -> list[str]:
+    """The 256 printable stand-ins CLIP's byte-level BPE uses for bytes (same table as GPT-2/CLIP)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def make_tokenizer(directory: str | os.PathLike):
+    """A tiny local ``CLIPTokenizer`` (bytes only, no merges) written to ``directory`` and loaded from it. Introduced in notebook 01."""
+    from transformers import CLIPTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    chars = _byte_unicode()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(tokens)}  # 514 tokens; BOS = 512, EOS = 513
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    # model_max_length must be set: without it a save/load round trip breaks the empty-prompt
+    # tokenisation with "OverflowError: int too big to convert" (FACTS §9).
+    return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77,
+                         pad_token="<|endoftext|>")
+
+
+def make_scheduler():
+    """Marigold v1-0's ``DDIMScheduler`` (scaled_linear 0.00085→0.012, v-prediction, leading spacing). Introduced in notebook 01."""
+    from diffusers import DDIMScheduler
+
+    config = {k: v for k, v in MARIGOLD_V1_0_SCHEDULER.items() if not k.startswith("_")}
+    return DDIMScheduler.from_config(config)
+
+
+def encode_empty_prompt(tokenizer, text_encoder):
+    """The empty-prompt embedding exactly as the Marigold pipeline builds it: ``[1, 2, hidden]`` (BOS, EOS; padding="do_not_pad"). Introduced in notebook 01."""
+    import torch
+
+    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids.to(text_encoder.device))[0]

@@ -1,0 +1,187 @@
+"""Training mini-Marigold with Marigold's recipe: a VAE for RGB/depth/normals, then one 8-channel denoiser per task.
+
+Recipe (Marigold paper §3-4, FACTS §1): frozen VAE, latents = posterior mean × scaling factor, UNet input
+cat(RGB latent, noisy target latent), DDPM with 1000 steps, scaled_linear 0.00085→0.012, v-prediction,
+a random timestep per sample, conditioned on the 2-token empty-prompt embedding.
+Each loop checkpoints atomically and resumes exactly (model, optimizer, LR schedule, RNG, step).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .assets import atomic_torch_save
+from .lr_schedules import iter_exponential
+from .targets import depth_to_image, normals_to_image
+
+__all__ = ["TASKS", "training_arrays", "train_vae", "encode_latents", "train_denoiser", "make_pipeline"]
+
+TASKS = ("depth", "normals")
+
+
+def training_arrays(ds, task: str | None = None) -> dict[str, np.ndarray]:
+    """Stack a MiniScenes split into float32 arrays in [-1,1]: rgb [N,3,H,W], depth/normals targets [N,3,H,W], mask [N,H,W]."""
+    cols = ds[:]
+    images, masks = cols["image"], cols["mask"].astype(bool)
+    out = {"rgb": images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0, "mask": masks}
+    if task in (None, "depth"):
+        out["depth"] = np.stack([depth_to_image(d, m) for d, m in zip(cols["depth"], masks)])
+    if task in (None, "normals"):
+        out["normals"] = np.stack([normals_to_image(n, m) for n, m in zip(cols["normals"], masks)])
+    return out
+
+
+def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn: Callable[[int], float],
+                   generator, every: int = 100) -> list[float]:
+    """Run ``step_fn(step)`` for ``steps`` steps with a tqdm bar; checkpoint ``modules`` + RNG every ``every`` steps and resume from it."""
+    import torch
+    from tqdm.auto import tqdm
+
+    ckpt = workdir / f"{name}_state.pt"
+    start, losses = 0, []
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], state["losses"]
+        print(f"{name}: resuming from step {start}")
+    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps)
+    for step in bar:
+        loss = step_fn(step)
+        losses.append(loss)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if (step + 1) % every == 0 or step + 1 == steps:
+            state = {key: m.state_dict() for key, m in modules.items()}
+            state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), step=step + 1, losses=losses)
+            atomic_torch_save(state, ckpt)
+    return losses
+
+
+def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: str | os.PathLike):
+    """Train the small ``AutoencoderKL`` on a mix of RGB, depth and normals images; measure its latent scaling factor.
+
+    Returns (vae, report). L1 reconstruction + ``kl_weight``·KL; the scaling factor is 1/std of the latent means
+    over all three kinds of image (SD measured 0.18215 the same way on RGB). Introduced in notebook 01.
+    """
+    import torch
+
+    from .mini_components import make_vae
+
+    workdir = Path(workdir)
+    torch.manual_seed(settings["seed"])
+    vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], arrays["rgb"].shape[-1])
+    opt = torch.optim.AdamW(vae.parameters(), lr=settings["lr"], weight_decay=0.0)
+    total = settings["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: iter_exponential(s, total, total // 20, 0.05))
+    g = torch.Generator().manual_seed(settings["seed"])
+    pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
+    bs = settings["batch_size"]
+
+    def step(_):
+        idx = torch.randint(0, len(pool), (bs,), generator=g)
+        x = pool[idx]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        rec = vae.decode(z).sample
+        loss = (rec - x).abs().mean() + settings["kl_weight"] * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return float(loss)
+
+    t0 = time.time()
+    vae.train()
+    losses = _run_resumable("vae", workdir, total, {"vae": vae, "opt": opt, "sched": sched}, step, g)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():  # latent std over an even sample of RGB, depth and normals images
+        idx = torch.linspace(0, len(pool) - 1, 768).long()
+        means = torch.cat([vae.encode(pool[idx[i:i + 128]]).latent_dist.mean for i in range(0, len(idx), 128)])
+    scaling = float(1.0 / means.std())
+    vae.register_to_config(scaling_factor=scaling)
+    return vae, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
+                 "scaling_factor": scaling}
+
+
+def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Encode [-1,1] images [N,3,H,W] to scaled latents [N,4,h,w]: posterior mean × ``vae.config.scaling_factor``. Introduced in notebook 01."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[i:i + batch_size])
+            out.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+    return torch.cat(out).numpy()
+
+
+def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_mask: np.ndarray,
+                   empty_embedding, settings: dict[str, Any], workdir: str | os.PathLike):
+    """Train an 8-channel v-prediction UNet with Marigold's diffusion recipe on precomputed latents [N,4,h,w]; returns (unet, report).
+
+    The loss is the MSE between predicted and true v on latent pixels whose image patch is fully valid
+    (``latent_mask`` [N,h,w]). Introduced in notebook 01.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+
+    from .mini_components import MARIGOLD_V1_0_SCHEDULER, make_unet
+
+    workdir = Path(workdir)
+    torch.manual_seed(settings["seed"])
+    unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1])
+    train_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=MARIGOLD_V1_0_SCHEDULER["beta_start"],
+                                beta_end=MARIGOLD_V1_0_SCHEDULER["beta_end"], beta_schedule="scaled_linear",
+                                prediction_type="v_prediction", clip_sample=False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=settings["lr"], weight_decay=1e-2)
+    total = settings["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: iter_exponential(s, total, settings["warmup"], settings["final_lr_ratio"]))
+    g = torch.Generator().manual_seed(settings["seed"])
+    rgb, tgt = torch.from_numpy(rgb_latents), torch.from_numpy(target_latents)
+    lmask = torch.from_numpy(latent_mask.astype(np.float32))[:, None]
+    bs = settings["batch_size"]
+
+    def step(_):
+        idx = torch.randint(0, len(rgb), (bs,), generator=g)
+        x0, cond, m = tgt[idx], rgb[idx], lmask[idx]
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, train_sched.config.num_train_timesteps, (bs,), generator=g)
+        noisy = train_sched.add_noise(x0, noise, t)
+        v = train_sched.get_velocity(x0, noise, t)
+        pred = unet(torch.cat([cond, noisy], dim=1), t, encoder_hidden_states=empty_embedding.expand(bs, -1, -1)).sample
+        loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return float(loss)
+
+    t0 = time.time()
+    unet.train()
+    losses = _run_resumable(f"unet-{settings['task']}", workdir, total, {"unet": unet, "opt": opt, "sched": sched},
+                            step, g)
+    unet.eval().requires_grad_(False)
+    return unet, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
+                  "parameters": sum(p.numel() for p in unet.parameters())}
+
+
+def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int):
+    """Assemble a diffusers ``MarigoldDepthPipeline``/``MarigoldNormalsPipeline`` with Marigold v1-0's (leading) DDIM scheduler."""
+    from diffusers import MarigoldDepthPipeline, MarigoldNormalsPipeline
+
+    from .mini_components import make_scheduler
+
+    if task not in TASKS:
+        raise ValueError(f"make_pipeline: `task` must be one of {TASKS}, got {task!r}")
+    common = dict(unet=unet, vae=vae, scheduler=make_scheduler(), text_encoder=text_encoder, tokenizer=tokenizer,
+                  default_denoising_steps=10, default_processing_resolution=resolution)
+    if task == "depth":
+        return MarigoldDepthPipeline(prediction_type="depth", scale_invariant=True, shift_invariant=True, **common)
+    return MarigoldNormalsPipeline(prediction_type="normals", use_full_z_range=True, **common)
