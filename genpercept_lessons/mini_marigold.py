@@ -41,6 +41,7 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
     import torch
     from tqdm.auto import tqdm
 
+    workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / f"{name}_state.pt"
     start, losses = 0, []
     if ckpt.is_file():
@@ -81,11 +82,14 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: iter_exponential(s, total, total // 20, 0.05))
     g = torch.Generator().manual_seed(settings["seed"])
     pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
-    bs = settings["batch_size"]
+    bs, crop = settings["batch_size"], settings.get("crop")
 
     def step(_):
         idx = torch.randint(0, len(pool), (bs,), generator=g)
         x = pool[idx]
+        if crop:  # the VAE is fully convolutional: random crops train the same weights at a quarter of the cost
+            i, j = torch.randint(0, x.shape[-2] - crop + 1, (2,), generator=g).tolist()
+            x = x[..., i:i + crop, j:j + crop]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
@@ -98,7 +102,8 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
 
     t0 = time.time()
     vae.train()
-    losses = _run_resumable("vae", workdir, total, {"vae": vae, "opt": opt, "sched": sched}, step, g)
+    losses = _run_resumable("vae", workdir, total, {"vae": vae, "opt": opt, "sched": sched}, step, g,
+                            settings.get("checkpoint_every", 100))
     vae.eval().requires_grad_(False)
     with torch.no_grad():  # latent std over an even sample of RGB, depth and normals images
         idx = torch.linspace(0, len(pool) - 1, 768).long()
@@ -166,7 +171,7 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
     t0 = time.time()
     unet.train()
     losses = _run_resumable(f"unet-{settings['task']}", workdir, total, {"unet": unet, "opt": opt, "sched": sched},
-                            step, g)
+                            step, g, settings.get("checkpoint_every", 100))
     unet.eval().requires_grad_(False)
     return unet, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
                   "parameters": sum(p.numel() for p in unet.parameters())}

@@ -1,0 +1,167 @@
+"""The Marigold inference loop written out on a pipeline's own parts (VAE, UNet, scheduler, empty-text embedding).
+
+It does what ``MarigoldDepthPipeline.__call__`` does (FACTS §1.1, §2), with the knobs the lessons turn:
+timestep spacing, number of steps, Gaussian or zero start noise, ensembling, and the per-step x̂0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .schedules import SPACINGS, with_spacing
+
+__all__ = ["NOISE_TYPES", "Prediction", "empty_text_embedding", "encode_rgb", "predict", "predict_detailed"]
+
+NOISE_TYPES = ("gaussian", "zeros")
+
+
+@dataclass
+class Prediction:
+    """What ``predict_detailed`` returns: the final prediction and, per step, the timestep and decoded x̂0."""
+
+    prediction: np.ndarray  # depth [N,H,W] in [0,1] or unit normals [N,H,W,3]
+    timesteps: list[int] = field(default_factory=list)
+    start_latents: object = None  # torch [N*E,4,h,w]: the noise the loop started from
+    x0_latents: list = field(default_factory=list)  # per step, torch [N*E,4,h,w]
+    x0_decoded: list = field(default_factory=list)  # per step, numpy like `prediction` but per ensemble member
+
+
+def _task(pipe) -> str:
+    name = type(pipe).__name__
+    if name == "MarigoldDepthPipeline":
+        return "depth"
+    if name == "MarigoldNormalsPipeline":
+        return "normals"
+    raise TypeError(f"`pipe` must be a diffusers MarigoldDepthPipeline or MarigoldNormalsPipeline, got {name}")
+
+
+def empty_text_embedding(pipe):
+    """The empty-prompt embedding the pipeline conditions on, computed exactly as the pipeline does ([1, 2, hidden]). Introduced in notebook 01."""
+    import torch
+
+    if pipe.empty_text_embedding is None:
+        ids = pipe.tokenizer("", padding="do_not_pad", max_length=pipe.tokenizer.model_max_length, truncation=True,
+                             return_tensors="pt").input_ids.to(pipe.device)
+        with torch.no_grad():
+            pipe.empty_text_embedding = pipe.text_encoder(ids)[0]
+    return pipe.empty_text_embedding
+
+
+def _as_image_tensor(images):
+    import torch
+
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"`images` must be uint8 [N,H,W,3] (or [H,W,3]), got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"`images` must be uint8 in [0,255], got dtype {arr.dtype}")
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+
+
+def encode_rgb(pipe, image):
+    """[-1,1] images [N,3,H,W] -> RGB latents [N,4,h,w]: the VAE posterior mean × scaling factor. Introduced in notebook 01."""
+    import torch
+
+    with torch.no_grad():
+        return pipe.vae.encode(image).latent_dist.mode() * pipe.vae.config.scaling_factor
+
+
+def _decode(pipe, latents, task):
+    import torch
+
+    with torch.no_grad():
+        return pipe.decode_prediction(latents)  # depth [B,1,H,W] in [0,1] / normals [B,3,H,W] unit
+
+
+def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian",
+                     ensemble: int = 1, generator=None, latents=None, batch_size: int | None = None,
+                     processing_resolution: int | None = None, keep_intermediates: bool = False) -> Prediction:
+    """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. With ``keep_intermediates`` also return each step's x̂0. Introduced in notebook 01."""
+    import torch
+
+    task = _task(pipe)
+    if spacing not in SPACINGS:
+        raise ValueError(f"predict: `spacing` must be one of {SPACINGS}, got {spacing!r}")
+    if noise not in NOISE_TYPES:
+        raise ValueError(f"predict: `noise` must be one of {NOISE_TYPES}, got {noise!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"predict: `steps` must be a positive int, got {steps!r}")
+    if not isinstance(ensemble, int) or ensemble < 1:
+        raise ValueError(f"predict: `ensemble` must be a positive int, got {ensemble!r}")
+    if latents is not None and (generator is not None or noise == "zeros"):
+        raise ValueError("predict: pass `latents` alone (not with `generator` or noise='zeros')")
+    image = _as_image_tensor(images).to(pipe.device, pipe.dtype)
+    n = image.shape[0]
+    res = processing_resolution or pipe.default_processing_resolution or max(image.shape[-2:])
+    image, padding, original = pipe.image_processor.preprocess(image * 1.0, res, "bilinear", pipe.device, pipe.dtype)
+    rgb = encode_rgb(pipe, image).repeat_interleave(ensemble, dim=0)  # [N*E,4,h,w]
+    if latents is not None:
+        start = torch.as_tensor(latents, device=pipe.device, dtype=pipe.dtype)
+        if start.shape != rgb.shape:
+            raise ValueError(f"predict: `latents` must have shape {tuple(rgb.shape)} (N*ensemble, 4, h, w), "
+                             f"got {tuple(start.shape)}")
+    elif noise == "zeros":
+        start = torch.zeros_like(rgb)
+    else:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        start = randn_tensor(rgb.shape, generator=generator, device=pipe.device, dtype=pipe.dtype)
+    text = empty_text_embedding(pipe)
+    scheduler = with_spacing(pipe.scheduler, spacing)
+    bs = batch_size or rgb.shape[0]
+    out = Prediction(prediction=None, start_latents=start)
+    finals, x0_steps = [], []
+    with torch.no_grad():
+        for i in range(0, rgb.shape[0], bs):
+            z, cond = start[i:i + bs], rgb[i:i + bs]
+            scheduler.set_timesteps(steps, device=pipe.device)
+            per_step = []
+            for t in scheduler.timesteps:
+                v = pipe.unet(torch.cat([cond, z], dim=1), t, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
+                result = scheduler.step(v, t, z, generator=generator)
+                z = result.prev_sample
+                per_step.append(result.pred_original_sample)
+            finals.append(z)
+            x0_steps.append(per_step)
+        out.timesteps = [int(t) for t in scheduler.timesteps]
+        final = torch.cat(finals)
+        pred = pipe.image_processor.unpad_image(_decode(pipe, final, task), padding)
+        if keep_intermediates:
+            for k in range(steps):
+                lat = torch.cat([b[k] for b in x0_steps])
+                out.x0_latents.append(lat)
+                dec = pipe.image_processor.unpad_image(_decode(pipe, lat, task), padding)
+                out.x0_decoded.append(_to_numpy(dec, task))
+        if ensemble > 1:
+            pred = pred.reshape(n, ensemble, *pred.shape[1:])
+            if task == "depth":
+                pred = torch.cat([pipe.ensemble_depth(pred[j], pipe.scale_invariant, pipe.shift_invariant)[0]
+                                  for j in range(n)])
+            else:
+                pred = torch.cat([pipe.ensemble_normals(pred[j], False)[0] for j in range(n)])
+        pred = pipe.image_processor.resize_antialias(pred, original, "bilinear", is_aa=False)
+        if task == "normals":
+            pred = pipe.normalize_normals(pred)
+    out.prediction = _to_numpy(pred, task)
+    return out
+
+
+def _to_numpy(pred, task):
+    arr = pred.float().cpu().numpy()
+    return arr[:, 0] if task == "depth" else arr.transpose(0, 2, 3, 1)
+
+
+def predict(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian", ensemble: int = 1,
+            generator=None, latents=None, batch_size: int | None = None,
+            processing_resolution: int | None = None) -> np.ndarray:
+    """Marigold inference written out: depth [N,H,W] in [0,1], or unit normals [N,H,W,3] for a normals pipeline.
+
+    images uint8 [N,H,W,3]; ``spacing`` "leading" | "trailing" | "linspace"; ``noise`` "gaussian" (from
+    ``generator``) | "zeros"; ``ensemble`` > 1 aligns members without ground truth and takes the median (depth) or the
+    member closest to the mean normal (normals), as diffusers does. Introduced in notebook 01.
+    """
+    return predict_detailed(pipe, images, steps, spacing, noise, ensemble, generator, latents, batch_size,
+                            processing_resolution).prediction
