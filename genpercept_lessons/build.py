@@ -159,28 +159,56 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
           f"constant {quality['constant_mean_map'][key]:.3f}; UNet {report['train_seconds']:.0f} s")
 
 
+def _build_task_in_process(task: str) -> None:
+    """Child-process entry: build one pipeline single-threaded (a fixed thread count keeps the weights bit-reproducible)."""
+    import torch
+
+    torch.set_num_threads(1)
+    s, paths = mini_build_settings(), mini_asset_paths()
+    build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"]))
+
+
 def build_mini_assets() -> dict[str, Path]:
-    """Build whatever mini asset the cache lacks (data, VAE, depth and normals pipelines); print times and peak RAM."""
+    """Build whatever mini asset the cache lacks (data, VAE, depth and normals pipelines); print times and peak RAM.
+
+    The two UNets train at the same time in two single-threaded processes (on 2 cores that is ~12% faster than
+    one after the other with 2 threads each, and it makes their weights independent of the machine's core count).
+    """
+    import multiprocessing as mp
+
     import torch
 
     from .data import load_miniscenes
 
     s, paths = mini_build_settings(), mini_asset_paths()
     times, t_all = {}, time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t = time.time()
     load_miniscenes("train")
     times["data"] = time.time() - t
     t = time.time()
-    build_asset(paths["vae"], s["vae"], lambda tmp: _build_vae(tmp, s["vae"]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # fixed, for reproducible VAE weights
+    try:
+        build_asset(paths["vae"], s["vae"], lambda tmp: _build_vae(tmp, s["vae"]))
+    finally:
+        torch.set_num_threads(threads)
     times["vae"] = time.time() - t
-    for task in ("depth", "normals"):
-        t = time.time()
-        build_asset(paths[task], s[task], lambda tmp, task=task: _build_pipeline(tmp, task, s[task], paths["vae"]))
-        times[task] = time.time() - t
+    t = time.time()
+    todo = [task for task in ("depth", "normals") if not is_complete(paths[task])]
+    procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task,), name=f"build-{task}")
+             for task in todo]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [p.name for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"building {failed} failed (see the messages above); run `make assets` again to resume")
+    times["unets"] = time.time() - t
     total = time.time() - t_all
+    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
     print("mini assets ready in " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
-          + f"; total {total / 60:.1f} min; peak RAM {_peak_rss_gb():.2f} GB")
+          + f"; total {total / 60:.1f} min; peak RAM {_peak_rss_gb():.2f} GB (main), {peak_children:.2f} GB (largest child)")
     for k, p in paths.items():
         print(f"  {k:8s} {p}")
     return paths

@@ -23,6 +23,7 @@ class Prediction:
     prediction: np.ndarray  # depth [N,H,W] in [0,1] or unit normals [N,H,W,3]
     timesteps: list[int] = field(default_factory=list)
     start_latents: object = None  # torch [N*E,4,h,w]: the noise the loop started from
+    step_inputs: list = field(default_factory=list)  # per step, torch [N*E,4,h,w]: the latent fed to the UNet
     x0_latents: list = field(default_factory=list)  # per step, torch [N*E,4,h,w]
     x0_decoded: list = field(default_factory=list)  # per step, numpy like `prediction` but per ensemble member
 
@@ -95,7 +96,9 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
         raise ValueError("predict: pass `latents` alone (not with `generator` or noise='zeros')")
     image = _as_image_tensor(images).to(pipe.device, pipe.dtype)
     n = image.shape[0]
-    res = processing_resolution or pipe.default_processing_resolution or max(image.shape[-2:])
+    res = processing_resolution if processing_resolution is not None else pipe.default_processing_resolution
+    if res is None:
+        res = 0  # 0 = the images' own resolution (diffusers' convention)
     image, padding, original = pipe.image_processor.preprocess(image * 1.0, res, "bilinear", pipe.device, pipe.dtype)
     rgb = encode_rgb(pipe, image).repeat_interleave(ensemble, dim=0)  # [N*E,4,h,w]
     if latents is not None:
@@ -113,19 +116,21 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
     scheduler = with_spacing(pipe.scheduler, spacing)
     bs = batch_size or rgb.shape[0]
     out = Prediction(prediction=None, start_latents=start)
-    finals, x0_steps = [], []
+    finals, x0_steps, input_steps = [], [], []
     with torch.no_grad():
         for i in range(0, rgb.shape[0], bs):
             z, cond = start[i:i + bs], rgb[i:i + bs]
             scheduler.set_timesteps(steps, device=pipe.device)
-            per_step = []
+            per_step, inputs = [], []
             for t in scheduler.timesteps:
+                inputs.append(z)
                 v = pipe.unet(torch.cat([cond, z], dim=1), t, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
                 result = scheduler.step(v, t, z, generator=generator)
                 z = result.prev_sample
                 per_step.append(result.pred_original_sample)
             finals.append(z)
             x0_steps.append(per_step)
+            input_steps.append(inputs)
         out.timesteps = [int(t) for t in scheduler.timesteps]
         final = torch.cat(finals)
         pred = pipe.image_processor.unpad_image(_decode(pipe, final, task), padding)
@@ -133,6 +138,7 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
             for k in range(steps):
                 lat = torch.cat([b[k] for b in x0_steps])
                 out.x0_latents.append(lat)
+                out.step_inputs.append(torch.cat([b[k] for b in input_steps]))
                 dec = pipe.image_processor.unpad_image(_decode(pipe, lat, task), padding)
                 out.x0_decoded.append(_to_numpy(dec, task))
         if ensemble > 1:

@@ -37,7 +37,7 @@ MARIGOLD_V1_0_SCHEDULER = {
 }
 
 
-def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_size: int = 64):
+def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_size: int = 64, norm_num_groups: int = 4):
     """A small ``AutoencoderKL`` (3-channel images in [-1,1] -> 4-channel latents at 1/2^(len-1) size). Introduced in notebook 01."""
     from diffusers import AutoencoderKL
 
@@ -50,7 +50,9 @@ def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_s
         block_out_channels=tuple(block_out_channels),
         layers_per_block=1,
         latent_channels=latent_channels,
-        norm_num_groups=min(32, min(block_out_channels)),
+        # few, wide groups: with one channel per group GroupNorm becomes instance norm, and the decoder's last norm
+        # would wipe out the level of flat regions (a wall's normal, a constant depth)
+        norm_num_groups=norm_num_groups,
         sample_size=sample_size,
     )
 

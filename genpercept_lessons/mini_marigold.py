@@ -36,7 +36,7 @@ def training_arrays(ds, task: str | None = None) -> dict[str, np.ndarray]:
 
 
 def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn: Callable[[int], float],
-                   generator, every: int = 100) -> list[float]:
+                   generator, every: int = 100, position: int = 0) -> list[float]:
     """Run ``step_fn(step)`` for ``steps`` steps with a tqdm bar; checkpoint ``modules`` + RNG every ``every`` steps and resume from it."""
     import torch
     from tqdm.auto import tqdm
@@ -52,7 +52,7 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
         torch.set_rng_state(state["torch_rng"])
         start, losses = state["step"], state["losses"]
         print(f"{name}: resuming from step {start}")
-    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps)
+    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, position=position)
     for step in bar:
         loss = step_fn(step)
         losses.append(loss)
@@ -62,6 +62,15 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
             state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), step=step + 1, losses=losses)
             atomic_torch_save(state, ckpt)
     return losses
+
+
+def _update(loss, opt, sched) -> float:
+    """One optimiser step on ``loss`` and one LR-schedule step; returns the loss as a float."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
 
 
 def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: str | os.PathLike):
@@ -76,13 +85,14 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
 
     workdir = Path(workdir)
     torch.manual_seed(settings["seed"])
-    vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], arrays["rgb"].shape[-1])
+    vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], arrays["rgb"].shape[-1],
+                   settings.get("norm_num_groups", 4))
     opt = torch.optim.AdamW(vae.parameters(), lr=settings["lr"], weight_decay=0.0)
     total = settings["steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: iter_exponential(s, total, total // 20, 0.05))
     g = torch.Generator().manual_seed(settings["seed"])
     pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
-    bs, crop = settings["batch_size"], settings.get("crop")
+    bs, crop, sample = settings["batch_size"], settings.get("crop"), settings.get("sample_posterior", True)
 
     def step(_):
         idx = torch.randint(0, len(pool), (bs,), generator=g)
@@ -91,14 +101,10 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
             i, j = torch.randint(0, x.shape[-2] - crop + 1, (2,), generator=g).tolist()
             x = x[..., i:i + crop, j:j + crop]
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g) if sample else post.mean
         rec = vae.decode(z).sample
         loss = (rec - x).abs().mean() + settings["kl_weight"] * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return float(loss)
+        return _update(loss, opt, sched)
 
     t0 = time.time()
     vae.train()
@@ -162,16 +168,12 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
         v = train_sched.get_velocity(x0, noise, t)
         pred = unet(torch.cat([cond, noisy], dim=1), t, encoder_hidden_states=empty_embedding.expand(bs, -1, -1)).sample
         loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return float(loss)
+        return _update(loss, opt, sched)
 
     t0 = time.time()
     unet.train()
     losses = _run_resumable(f"unet-{settings['task']}", workdir, total, {"unet": unet, "opt": opt, "sched": sched},
-                            step, g, settings.get("checkpoint_every", 100))
+                            step, g, settings.get("checkpoint_every", 100), TASKS.index(settings["task"]))
     unet.eval().requires_grad_(False)
     return unet, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
                   "parameters": sum(p.numel() for p in unet.parameters())}

@@ -17,14 +17,15 @@ PROFILE_NAMES = ("mini", "full")
 
 def mini_build_settings() -> dict[str, dict[str, Any]]:
     """The settings every mini asset is built with; their hashes name the cache folders. Introduced in notebook 00."""
-    data = {"version": 1, "seed": 0, "n_train": 2000, "n_test": 200, "height": 64, "width": 64}
-    vae = {"version": 1, "data": data, "block_out_channels": [16, 32, 64], "latent_channels": 4,
-           "steps": 500, "batch_size": 32, "lr": 1e-3, "kl_weight": 1e-6, "seed": 0}
+    data = {"version": 2, "seed": 0, "n_train": 2000, "n_test": 200, "height": 64, "width": 64}
+    vae = {"version": 2, "data": data, "block_out_channels": [16, 32, 64], "latent_channels": 4, "norm_num_groups": 4,
+           "crop": 32, "sample_posterior": False, "steps": 1000, "batch_size": 32, "lr": 2e-3, "kl_weight": 1e-6,
+           "seed": 0}
     text = {"version": 1, "hidden_size": 64, "seed": 0}
 
     def unet(task: str) -> dict[str, Any]:
-        return {"version": 1, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
-                "steps": 1000, "batch_size": 32, "lr": 1e-3, "warmup": 50, "final_lr_ratio": 0.05, "seed": 0}
+        return {"version": 2, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
+                "steps": 1400, "batch_size": 32, "lr": 2e-3, "warmup": 50, "final_lr_ratio": 0.3, "seed": 0}
 
     return {"data": data, "vae": vae, "depth": unet("depth"), "normals": unet("normals")}
 

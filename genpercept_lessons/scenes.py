@@ -141,11 +141,11 @@ def _random_layout(rng: np.random.Generator):
 
 
 def _random_camera(rng: np.random.Generator, height: int, width: int, room):
-    hfov = np.deg2rad(rng.uniform(50.0, 70.0))
+    hfov = np.deg2rad(rng.uniform(55.0, 65.0))
     fx = 0.5 * width / np.tan(hfov / 2)
     K = np.array([[fx, 0, width / 2], [0, fx, height / 2], [0, 0, 1.0]])
-    pos = np.array([rng.uniform(-room["w"] / 2 + 0.6, room["w"] / 2 - 0.6), rng.uniform(1.1, 1.9), rng.uniform(0.2, 1.0)])
-    yaw, pitch = rng.uniform(-0.35, 0.35), rng.uniform(-0.35, 0.05)
+    pos = np.array([rng.uniform(-room["w"] / 2 + 0.6, room["w"] / 2 - 0.6), rng.uniform(1.2, 1.8), rng.uniform(0.2, 1.0)])
+    yaw, pitch = rng.uniform(-0.3, 0.3), rng.uniform(-0.28, 0.0)
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
     forward = np.array([sy * cp, sp, cy * cp])
     right = np.array([cy, 0.0, -sy])

@@ -5,7 +5,8 @@ import numpy as np
 
 from .scenes import LABELS
 
-__all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "scene_figure"]
+__all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "scene_figure", "prediction_grid", "metric_vs_steps",
+           "error_map"]
 
 _LABEL_COLOURS = np.array([[196, 120, 64], [120, 190, 120], [90, 90, 200], [230, 210, 40], [200, 60, 200]], np.uint8)
 
@@ -66,3 +67,66 @@ def scene_figure(row, title: str | None = None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def prediction_grid(images, rows: dict, masks=None, max_cols: int = 6):
+    """A grid figure: first row the RGB images, then one row per named prediction set (depth [N,H,W] or normals [N,H,W,3]). Introduced in notebook 01."""
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"prediction_grid: `images` must be [N,H,W,3], got shape {images.shape}")
+    if not isinstance(rows, dict) or not rows:
+        raise ValueError("prediction_grid: `rows` must be a non-empty dict {name: predictions}")
+    n = min(len(images), max_cols)
+    fig, axes = plt.subplots(1 + len(rows), n, figsize=(1.6 * n + 1.2, 1.6 * (1 + len(rows))), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(images[j])
+    axes[0, 0].set_ylabel("RGB", fontsize=8)
+    for i, (name, pred) in enumerate(rows.items(), start=1):
+        pred = np.asarray(pred)
+        if len(pred) < n:
+            raise ValueError(f"prediction_grid: row {name!r} has {len(pred)} predictions, need {n}")
+        for j in range(n):
+            m = None if masks is None else np.asarray(masks)[j]
+            img = colorize_normals(pred[j], m) if pred.ndim == 4 else colorize_depth(pred[j], m)
+            axes[i, j].imshow(img)
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_steps(results: dict, metric: str = "abs_rel", reference: dict | None = None, ylabel: str | None = None):
+    """Plot ``metric`` against the number of steps, one line per spacing: results = {spacing: {steps: metrics dict}}. Introduced in notebook 03."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(results, dict) or not results:
+        raise ValueError("metric_vs_steps: `results` must be {spacing: {steps: metrics}}")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for spacing, by_steps in results.items():
+        steps = sorted(by_steps)
+        ax.plot(steps, [by_steps[s][metric] for s in steps], marker="o", label=spacing)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, va="bottom", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("denoising steps")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def error_map(pred, target, mask):
+    """Per-pixel absolute relative error |p − g| / g of an already aligned depth map [H,W]; invalid pixels are NaN. Introduced in notebook 03."""
+    pred, target, mask = np.asarray(pred, float), np.asarray(target, float), np.asarray(mask, bool)
+    if not pred.shape == target.shape == mask.shape or pred.ndim != 2:
+        raise ValueError(f"error_map: `pred`, `target`, `mask` must all be [H,W], got {pred.shape}, {target.shape}, {mask.shape}")
+    out = np.full(pred.shape, np.nan)
+    ok = mask & (target > 0)
+    out[ok] = np.abs(pred[ok] - target[ok]) / target[ok]
+    return out
