@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,7 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     report["empty_embedding_shape"] = list(empty.shape)
     pipe = make_pipeline(task, unet, vae, text_encoder, tokenizer, arrays["rgb"].shape[-1])
     pipe.save_pretrained(folder)
-    for leftover in ("_tokenizer_src",):
-        import shutil
-        shutil.rmtree(folder / leftover, ignore_errors=True)
+    shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)  # save_pretrained wrote its own tokenizer/
     # evaluate what was saved, loaded back exactly as a learner loads it
     cls = MarigoldDepthPipeline if task == "depth" else MarigoldNormalsPipeline
     loaded = cls.from_pretrained(folder)

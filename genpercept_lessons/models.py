@@ -24,7 +24,7 @@ def _hub_error(location: str, err: Exception) -> RuntimeError:
 def load_marigold(profile: Profile | str | None = None, task: str = "depth", progress_bar: bool = False):
     """The diffusers ``MarigoldDepthPipeline`` / ``MarigoldNormalsPipeline`` of ``profile`` on its device. Introduced in notebook 01.
 
-    Mini profile: the pipeline folder in the asset cache (built on first use, ~13 min; or run `make assets`).
+    Mini profile: the pipeline folder in the asset cache (built on first use, ~15 min; or run `make assets`).
     Full profile: a hub id such as ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout.
     """
     import torch
@@ -44,7 +44,7 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
         if not is_complete(location, check_hashes=False):
             from .build import build_mini_assets
 
-            print("The mini-Marigold models are not built yet: building them now (about 13 minutes on 2 CPU cores; "
+            print("The mini-Marigold models are not built yet: building them now (about 15 minutes on 2 CPU cores; "
                   "`make assets` does the same from a terminal).")
             build_mini_assets()
     dtype = getattr(torch, profile.dtype)

@@ -78,7 +78,7 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
         ready, paths = mini_assets_ready(), mini_asset_paths()
         for name, ok in ready.items():
             checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else "not built",
-                                "run `make assets` in a terminal (about 13 minutes on 2 CPU cores), or just "
+                                "run `make assets` in a terminal (about 15 minutes on 2 CPU cores), or just "
                                 "go on: the first lesson that needs it builds it"))
     else:
         from pathlib import Path
