@@ -13,7 +13,8 @@ import numpy as np
 from .assets import asset_path, atomic_write_bytes, build_asset, is_complete
 from .profiles import mini_build_settings
 
-__all__ = ["METADATA_FILE", "mini_asset_paths", "mini_assets_ready", "build_mini_assets", "read_metadata"]
+__all__ = ["METADATA_FILE", "mini_asset_paths", "mini_assets_ready", "build_mini_assets", "read_metadata",
+           "evaluate_pipeline"]
 
 METADATA_FILE = "genpercept_metadata.json"
 

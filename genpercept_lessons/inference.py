@@ -70,7 +70,7 @@ def encode_rgb(pipe, image):
         return pipe.vae.encode(image).latent_dist.mode() * pipe.vae.config.scaling_factor
 
 
-def _decode(pipe, latents, task):
+def _decode(pipe, latents):
     import torch
 
     with torch.no_grad():
@@ -133,13 +133,13 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
             input_steps.append(inputs)
         out.timesteps = [int(t) for t in scheduler.timesteps]
         final = torch.cat(finals)
-        pred = pipe.image_processor.unpad_image(_decode(pipe, final, task), padding)
+        pred = pipe.image_processor.unpad_image(_decode(pipe, final), padding)
         if keep_intermediates:
             for k in range(steps):
                 lat = torch.cat([b[k] for b in x0_steps])
                 out.x0_latents.append(lat)
                 out.step_inputs.append(torch.cat([b[k] for b in input_steps]))
-                dec = pipe.image_processor.unpad_image(_decode(pipe, lat, task), padding)
+                dec = pipe.image_processor.unpad_image(_decode(pipe, lat), padding)
                 out.x0_decoded.append(_to_numpy(dec, task))
         if ensemble > 1:
             pred = pred.reshape(n, ensemble, *pred.shape[1:])
