@@ -61,7 +61,7 @@ def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
     with torch.no_grad():  # how well a depth map survives encode -> decode (Marigold supp. B.1 checks the same)
         x = torch.from_numpy(t_arrays["depth"])
         rec = vae.decode(vae.encode(x).latent_dist.mean).sample.mean(1).clamp(-1, 1).numpy()
-    depth, mask = np.stack(test["depth"]), np.stack(test["mask"]).astype(bool)
+    depth, mask = test[:]["depth"], t_arrays["mask"]
     report["depth_roundtrip_abs_rel"] = depth_metrics(rec, depth, mask)["abs_rel"]
     report["depth_input_abs_rel"] = depth_metrics(t_arrays["depth"][:, 0], depth, mask)["abs_rel"]  # clamp floor
     vae.save_pretrained(folder / "vae")
@@ -79,9 +79,10 @@ def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, 
 
     from .metrics import depth_metrics, normal_metrics
 
-    n = n or len(test)
-    images = torch.from_numpy(np.stack(test["image"][:n])).permute(0, 3, 1, 2).float() / 255.0
-    mask = np.stack(test["mask"][:n]).astype(bool)
+    rows = test[:n or len(test)]  # read each column once
+    n = len(rows["image"])
+    images = torch.from_numpy(rows["image"]).permute(0, 3, 1, 2).float() / 255.0
+    mask = rows["mask"].astype(bool)
     res = images.shape[-1]
     out, original = {}, pipe.scheduler
     for name, spacing, latents in (("leading_1step", "leading", None), ("trailing_1step", "trailing", None),
@@ -94,9 +95,9 @@ def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, 
         pred = pipe(images, num_inference_steps=1, processing_resolution=res, batch_size=n, output_type="np",
                     **kwargs).prediction
         if task == "depth":
-            out[name] = depth_metrics(pred[..., 0], np.stack(test["depth"][:n]), mask)
+            out[name] = depth_metrics(pred[..., 0], rows["depth"], mask)
         else:
-            out[name] = normal_metrics(pred, np.stack(test["normals"][:n]), mask)
+            out[name] = normal_metrics(pred, rows["normals"], mask)
     pipe.scheduler = original
     return out
 
@@ -105,13 +106,13 @@ def _constant_baseline(task: str, train_arrays: dict[str, np.ndarray], test) -> 
     """Metrics of predicting the training set's pixel-wise mean map for every test scene."""
     from .metrics import depth_metrics, normal_metrics
 
-    mask = np.stack(test["mask"]).astype(bool)
-    n = len(mask)
+    rows = test[:]
+    mask, n = rows["mask"].astype(bool), len(rows["mask"])
     if task == "depth":
         mean_map = train_arrays["depth"][:, 0].mean(0)
-        return depth_metrics(np.repeat(mean_map[None], n, 0), np.stack(test["depth"]), mask)
+        return depth_metrics(np.repeat(mean_map[None], n, 0), rows["depth"], mask)
     mean_n = train_arrays["normals"].mean(0).transpose(1, 2, 0)
-    return normal_metrics(np.repeat(mean_n[None], n, 0), np.stack(test["normals"]), mask)
+    return normal_metrics(np.repeat(mean_n[None], n, 0), rows["normals"], mask)
 
 
 def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path) -> None:

@@ -39,13 +39,10 @@ def _task(pipe) -> str:
 
 def empty_text_embedding(pipe):
     """The empty-prompt embedding the pipeline conditions on, computed exactly as the pipeline does ([1, 2, hidden]). Introduced in notebook 01."""
-    import torch
+    from .mini_components import encode_empty_prompt
 
     if pipe.empty_text_embedding is None:
-        ids = pipe.tokenizer("", padding="do_not_pad", max_length=pipe.tokenizer.model_max_length, truncation=True,
-                             return_tensors="pt").input_ids.to(pipe.device)
-        with torch.no_grad():
-            pipe.empty_text_embedding = pipe.text_encoder(ids)[0]
+        pipe.empty_text_embedding = encode_empty_prompt(pipe.tokenizer, pipe.text_encoder)
     return pipe.empty_text_embedding
 
 
@@ -123,11 +120,12 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
             scheduler.set_timesteps(steps, device=pipe.device)
             per_step, inputs = [], []
             for t in scheduler.timesteps:
-                inputs.append(z)
                 v = pipe.unet(torch.cat([cond, z], dim=1), t, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
                 result = scheduler.step(v, t, z, generator=generator)
+                if keep_intermediates:
+                    inputs.append(z)
+                    per_step.append(result.pred_original_sample)
                 z = result.prev_sample
-                per_step.append(result.pred_original_sample)
             finals.append(z)
             x0_steps.append(per_step)
             input_steps.append(inputs)
