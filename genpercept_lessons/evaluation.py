@@ -7,31 +7,42 @@ import numpy as np
 
 from .inference import predict
 from .metrics import depth_metrics, normal_metrics
+from .protocols import EvalProtocol, evaluation_mask, get_protocol
 
 __all__ = ["evaluate"]
 
 
-def evaluate(pipe, scenes, n: int | None = None, seed: int = 0, batch_size: int | None = None, **predict_kwargs) -> dict:
+def evaluate(pipe, scenes, n: int | None = None, seed: int = 0, batch_size: int | None = None,
+             protocol: str | EvalProtocol = "miniscenes", **predict_kwargs) -> dict:
     """Metrics of ``predict(pipe, ...)`` on the first ``n`` rows of ``scenes`` plus wall time and the predictions.
 
     Depth: LS-aligned AbsRel, δ1… per image, averaged; normals: angular errors pooled over pixels. ``predict_kwargs``
     are ``predict``'s (steps, spacing, noise, ensemble, …); Gaussian noise comes from a generator seeded with ``seed``.
-    Returns {"metrics": {...}, "seconds": float, "prediction": array}. Introduced in notebook 02.
+    ``protocol`` (a name in ``protocols.PROTOCOLS``) sets the crop, the GT depth range and the clipping range
+    (Marigold's per-dataset evaluation, notebook 08); normals are scored inside the crop where the GT normal is known
+    (non-zero). Returns {"metrics": {...}, "seconds": float, "prediction": array}. Introduced in notebook 02.
     """
     import torch
 
     n = len(scenes) if n is None else n
     if not isinstance(n, int) or not 1 <= n <= len(scenes):
         raise ValueError(f"evaluate: `n` must be an int in [1, {len(scenes)}], got {n!r}")
+    protocol = get_protocol(protocol)
     rows = scenes[:n]
     task = "depth" if type(pipe).__name__ == "MarigoldDepthPipeline" else "normals"
+    # masks first, so that an unknown protocol or a crop that does not fit fails before the slow prediction
+    if task == "depth":
+        mask = evaluation_mask(protocol, rows["mask"], rows["depth"])
+    else:
+        known = np.abs(np.asarray(rows["normals"])).sum(-1) > 0  # the schema's zero vector = unknown normal
+        mask = evaluation_mask(protocol, rows["mask"]) & known
     generator = None if predict_kwargs.get("noise") == "zeros" or "latents" in predict_kwargs \
         else torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     pred = predict(pipe, rows["image"], generator=generator, batch_size=batch_size, **predict_kwargs)
     seconds = time.perf_counter() - t0
     if task == "depth":
-        metrics = depth_metrics(pred, rows["depth"], rows["mask"])
+        metrics = depth_metrics(pred, rows["depth"], mask, min_depth=protocol.min_depth, max_depth=protocol.max_depth)
     else:
-        metrics = normal_metrics(pred, rows["normals"], rows["mask"])
+        metrics = normal_metrics(pred, rows["normals"], mask)
     return {"metrics": metrics, "seconds": seconds, "prediction": pred}
