@@ -46,6 +46,8 @@ class Profile:
     e2e_batch_size: int
     e2e_grad_accumulation: int
     e2e_lr: float
+    train_data: tuple = (("miniscenes", 1.0),)  # (dataset, weight) pairs mixed per batch; see train.load_training_data
+    eval_data: str = "miniscenes"
     dtype: str = "float32"
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -83,8 +85,8 @@ def _mini(**overrides: Any) -> Profile:
         resolution=s["data"]["height"],
         eval_scenes=200,
         inference_batch_size=50,
-        e2e_steps=300,
-        e2e_batch_size=32,
+        e2e_steps=150,
+        e2e_batch_size=16,
         e2e_grad_accumulation=1,
         e2e_lr=3e-4,
         notes={"data": "MiniScenes, rendered here", "models": "mini-Marigold, trained here with Marigold's recipe"},
@@ -105,6 +107,9 @@ def _full(**overrides: Any) -> Profile:
         e2e_batch_size=2,
         e2e_grad_accumulation=16,
         e2e_lr=3e-5,
+        # E2E-FT's mix (FACTS §3.2), as written by data_scripts/prepare_*.py under $GENPERCEPT_DATA
+        train_data=(("$GENPERCEPT_DATA/hypersim_train", 0.9), ("$GENPERCEPT_DATA/vkitti2", 0.1)),
+        eval_data="$GENPERCEPT_DATA/nyuv2_test",
         notes={"data": "Hypersim + Virtual KITTI 2 (training), NYUv2 (evaluation), prepared by data_scripts/",
                "models": "released checkpoints from the Hugging Face Hub (FACTS §2, E2E-FT README)"},
     )
