@@ -48,6 +48,7 @@ class Profile:
     e2e_lr: float
     train_data: tuple = (("miniscenes", 1.0),)  # (dataset, weight) pairs mixed per batch; see train.load_training_data
     eval_data: str = "miniscenes"
+    eval_protocol: str = "miniscenes"  # see protocols.PROTOCOLS
     dtype: str = "float32"
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -110,6 +111,7 @@ def _full(**overrides: Any) -> Profile:
         # E2E-FT's mix (FACTS §3.2), as written by data_scripts/prepare_*.py under $GENPERCEPT_DATA
         train_data=(("$GENPERCEPT_DATA/hypersim_train", 0.9), ("$GENPERCEPT_DATA/vkitti2", 0.1)),
         eval_data="$GENPERCEPT_DATA/nyuv2_test",
+        eval_protocol="nyuv2",
         notes={"data": "Hypersim + Virtual KITTI 2 (training), NYUv2 (evaluation), prepared by data_scripts/",
                "models": "released checkpoints from the Hugging Face Hub (FACTS §2, E2E-FT README)"},
     )

@@ -60,11 +60,12 @@ def _config(args):
     else:
         p = get_profile(args.profile)
         base = E2EConfig(steps=p.e2e_steps, batch_size=p.e2e_batch_size, grad_accumulation=p.e2e_grad_accumulation,
-                         lr=p.e2e_lr)
+                         lr=p.e2e_lr, eval_protocol=p.eval_protocol)
     changes = {k: v for k, v in {"task": args.task, "steps": args.steps, "batch_size": args.batch_size,
                                  "grad_accumulation": args.grad_accumulation, "lr": args.lr, "noise": args.noise,
                                  "mixed_precision": args.mixed_precision, "seed": args.seed,
                                  "eval_every": args.eval_every, "eval_scenes": args.eval_scenes,
+                                 "eval_protocol": args.eval_protocol,
                                  "checkpoint_every": args.checkpoint_every}.items() if v is not None}
     if args.gradient_checkpointing:
         changes["gradient_checkpointing"] = True
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("seed", int), ("eval-every", int), ("eval-scenes", int), ("checkpoint-every", int)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--noise", choices=("zeros", "gaussian"), default=None)
+    parser.add_argument("--eval-protocol", default=None, help="miniscenes, nyuv2, kitti, … (default: the profile's)")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default=None)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args(argv)
@@ -107,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             profile = dataclasses.replace(profile, **{field: args.model})
         specs = args.train_data or [f"{loc}:{w}" for loc, w in profile.train_data]
         train = [(load_training_data(loc), w) for loc, w in map(parse_data_spec, specs)]
-        eval_data = None if args.eval_data is None else load_training_data(
-            args.eval_data, "test") if args.eval_data == "miniscenes" else load_training_data(args.eval_data)
+        eval_data = None if args.eval_data is None else load_training_data(args.eval_data, "test")
         pipe = load_marigold(profile, args.task)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -49,6 +49,7 @@ class E2EConfig:
     seed: int = 0
     eval_every: int = 0
     eval_scenes: int = 50
+    eval_protocol: str = "miniscenes"
     checkpoint_every: int = 50
 
     def validate(self) -> "E2EConfig":
@@ -71,6 +72,10 @@ class E2EConfig:
             raise ValueError(f"E2EConfig: `warmup` must be in [0, steps={self.steps}), got {self.warmup}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"E2EConfig: `eval_every` must be an int >= 0 (0 = only at the end), got {self.eval_every!r}")
+        from .protocols import PROTOCOLS
+
+        if self.eval_protocol not in PROTOCOLS:
+            raise ValueError(f"E2EConfig: `eval_protocol` must be one of {sorted(PROTOCOLS)}, got {self.eval_protocol!r}")
         if not 0 < self.final_lr_ratio <= 1:
             raise ValueError(f"E2EConfig: `final_lr_ratio` must be in (0, 1], got {self.final_lr_ratio!r}")
         return self
@@ -78,7 +83,7 @@ class E2EConfig:
 
 # The paper's run (FACTS §3.1): 20k iterations, batch 2 × accumulation 16 = 32, lr 3e-5, 100 warm-up steps, decay to 1%.
 PAPER_RECIPE = E2EConfig(steps=20_000, batch_size=2, grad_accumulation=16, lr=3e-5, warmup=100, final_lr_ratio=0.01,
-                         eval_every=2_000, eval_scenes=100, checkpoint_every=500)
+                         eval_every=2_000, eval_scenes=100, eval_protocol="nyuv2", checkpoint_every=500)
 # What fits a 24 GB GPU (E2E-FT issue #21): same effective batch 32, activations of one image at a time, bf16 autocast
 # and gradient checkpointing. Arithmetic for the SD2 UNet (865M parameters, fp32 master weights):
 # weights 3.5 GB + gradients 3.5 GB + AdamW moments 6.9 GB = 13.8 GB; frozen VAE 0.3 GB and CLIP text encoder
@@ -185,7 +190,8 @@ def _evaluate(pipe, eval_data, config: E2EConfig) -> dict:
     from .evaluation import evaluate
 
     n = min(config.eval_scenes, len(eval_data))
-    return evaluate(pipe, eval_data, n=n, seed=config.seed, steps=1, spacing="trailing", noise=config.noise)["metrics"]
+    return evaluate(pipe, eval_data, n=n, seed=config.seed, protocol=config.eval_protocol, steps=1, spacing="trailing",
+                    noise=config.noise)["metrics"]
 
 
 def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, workdir: str | os.PathLike,

@@ -413,3 +413,44 @@ def test_cli_prepare_nyuv2(nyu_files, tmp_path, capsys):
         cli.main(["--mat", str(nyu_files), "--out", str(out)])
     cli.main(["--mat", str(nyu_files), "--out", str(out), "--overwrite", "--depth", "filled"])
     assert len(_load(out)) == 1 and _load(out)[0]["mask"].all()  # test split, in-painted depth
+
+
+def test_full_profile_training_path_on_stand_ins(hypersim_root, vkitti_root, nyu_files, tiny_pipeline_dirs, tmp_path,
+                                                 monkeypatch):
+    """The full profile's route end to end on stand-ins: prepare_* -> $GENPERCEPT_DATA -> the training CLI with the
+    90/10 mix of two resolutions -> NYUv2 evaluation under the Eigen-crop protocol -> a saved trailing pipeline."""
+    import json
+
+    import torch
+    from diffusers import MarigoldDepthPipeline
+
+    from genpercept_lessons import train
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("GENPERCEPT_DATA", str(data))
+    prepare_hypersim(hypersim_root, data / "hypersim_train", split="train", size=(48, 64))
+    prepare_vkitti2(vkitti_root, data / "vkitti2", scenes=("01",), variations=("morning",), cameras=(0,))
+    prepare_nyuv2(nyu_files, data / "nyuv2_test", split="test")
+    torch.set_num_threads(1)
+    out = tmp_path / "run" / "model"
+    code = train.main(["--profile", "full", "--model", str(tiny_pipeline_dirs["depth"]), "--steps", "3",
+                       "--batch-size", "1", "--grad-accumulation", "2", "--eval-scenes", "1", "--seed", "1",
+                       "--eval-data", "$GENPERCEPT_DATA/nyuv2_test", "--workdir", str(tmp_path / "run"),
+                       "--out", str(out)])
+    assert code == 0
+    record = json.loads((out / "genpercept_finetune.json").read_text())
+    assert record["config"]["eval_protocol"] == "nyuv2" and record["config"]["grad_accumulation"] == 2
+    (step, metrics), = record["evals"]
+    assert step == 3 and 0 <= metrics["abs_rel"] < 10
+    pipe = MarigoldDepthPipeline.from_pretrained(out)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+
+
+def test_training_cli_reports_missing_data(tmp_path, monkeypatch, capsys, tiny_pipeline_dirs):
+    from genpercept_lessons import train
+
+    monkeypatch.setenv("GENPERCEPT_DATA", str(tmp_path / "nothing"))
+    code = train.main(["--profile", "full", "--model", str(tiny_pipeline_dirs["depth"]), "--steps", "2",
+                       "--workdir", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 2 and "hypersim_train" in err and "prepare_" in err

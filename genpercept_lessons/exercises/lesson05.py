@@ -1,0 +1,70 @@
+"""Lesson 05 exercises: the 2×2 scale/shift solve, and the E2E-FT forward pass."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import FunctionExercise
+from ._fixtures import ddim_scheduler, rng_arrays, tiny_unet, tiny_vae
+
+__all__ = ["q1", "q2"]
+
+
+def _fit_reference(p, g, m):
+    a = np.stack([p[m], np.ones(int(m.sum()))], 1)
+    s, t = np.linalg.lstsq(a, g[m], rcond=None)[0]
+    return float(s), float(t)
+
+
+def _fit_cases():
+    p, noise = rng_arrays(6, (8, 8), (8, 8))
+    g = 2.5 * p - 0.7 + 0.05 * noise
+    m = np.random.default_rng(7).uniform(size=(8, 8)) > 0.25
+    return [((p, g, m), "one 8×8 image with 3/4 of the pixels valid"), ((p, -g, m), "the same with a negative scale")]
+
+
+def _e2e_reference(unet, vae, rgb_latent, text, alpha_bar):
+    import torch
+
+    from ..training import e2e_predict
+
+    with torch.no_grad():
+        return e2e_predict(unet, vae, rgb_latent, text, alpha_bar, 999, "depth")
+
+
+def _e2e_cases():
+    import torch
+
+    lat, text = rng_arrays(8, (2, 4, 8, 8), (1, 2, 32), low=-1, high=1)
+    a = float(ddim_scheduler().alphas_cumprod[999])
+    return [((tiny_unet(), tiny_vae(), torch.tensor(lat, dtype=torch.float32), torch.tensor(text, dtype=torch.float32),
+              a), "a tiny random UNet and VAE, 2 RGB latents of 8×8")]
+
+
+q1 = FunctionExercise(
+    title="Exercise 1 (implement it yourself): the least-squares scale and shift of one image",
+    hints=["Build the sums over valid pixels: Σp², Σp, n, Σp·g, Σg.",
+           "Solve [[Σp², Σp], [Σp, n]]·[s, t] = [Σp·g, Σg] (Cramer's rule or np.linalg.solve)."],
+    solution_code="""
+        def scale_shift(p, g, m):
+            p, g = p[m], g[m]
+            a = np.array([[np.sum(p * p), np.sum(p)], [np.sum(p), p.size]])
+            b = np.array([np.sum(p * g), np.sum(g)])
+            s, t = np.linalg.solve(a, b)
+            return float(s), float(t)
+    """,
+    reference=_fit_reference, cases=_fit_cases)
+
+q2 = FunctionExercise(
+    title="Exercise 2 (implement it yourself): one E2E-FT forward pass to depth in [-1, 1]",
+    hints=["Input: torch.cat([rgb_latent, zeros], dim=1); one UNet call at t = 999 with "
+           "encoder_hidden_states=text.expand(len(rgb_latent), -1, -1).",
+           "x̂0 = −√(1−ᾱ)·v̂ (the noise is zero); decode x̂0 / vae.config.scaling_factor.",
+           "Depth = mean over the 3 decoded channels, clamped to [-1, 1]."],
+    solution_code="""
+        def e2e_depth(unet, vae, rgb_latent, text, alpha_bar):
+            z = torch.zeros_like(rgb_latent)
+            v = unet(torch.cat([rgb_latent, z], 1), 999, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
+            x0 = -((1 - alpha_bar) ** 0.5) * v
+            return vae.decode(x0 / vae.config.scaling_factor).sample.mean(1).clamp(-1, 1)
+    """,
+    reference=_e2e_reference, cases=_e2e_cases, rtol=1e-4, atol=1e-5)
