@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["align_scale_shift", "depth_metrics", "normal_metrics"]
+__all__ = ["align_scale_shift", "depth_metrics", "normal_metrics", "mean_iou"]
 
 
 def _batch(name: str, arr, trailing: int) -> np.ndarray:
@@ -88,3 +88,29 @@ def normal_metrics(pred, target, mask) -> dict[str, float]:
     err = np.degrees(np.arccos(np.clip((p * g).sum(1), -1.0, 1.0)))
     return {"mean": float(err.mean()), "median": float(np.median(err)), "a11_25": float(100 * np.mean(err < 11.25)),
             "a22_5": float(100 * np.mean(err < 22.5)), "a30": float(100 * np.mean(err < 30.0))}
+
+
+def mean_iou(pred, target, num_classes: int, ignore_index: int = 255) -> dict:
+    """Semantic segmentation: per-class IoU = TP / (TP + FP + FN) pooled over all pixels, and their mean (mIoU).
+
+    pred/target int [N,H,W] (or [H,W]) class ids; pixels whose target is ``ignore_index`` are skipped; classes absent
+    from both pred and target are left out of the mean. Returns {"miou": float, "iou": [per class or NaN]}.
+    Introduced in notebook 07.
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"mean_iou: `pred` and `target` must have the same shape, got {pred.shape} and {target.shape}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"mean_iou: `num_classes` must be a positive int, got {num_classes!r}")
+    keep = target != ignore_index
+    if not keep.any():
+        raise ValueError("mean_iou: every target pixel is `ignore_index`")
+    p, t = pred[keep].astype(np.int64), target[keep].astype(np.int64)
+    if p.min() < 0 or p.max() >= num_classes or t.max() >= num_classes:
+        raise ValueError(f"mean_iou: class ids must be in [0, {num_classes}), got pred in [{p.min()}, {p.max()}], "
+                         f"target max {t.max()}")
+    confusion = np.bincount(t * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    return {"miou": float(np.nanmean(iou)), "iou": [float(x) for x in iou]}

@@ -116,7 +116,8 @@ def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = 
     """Draw one batch (from one dataset, chosen by ``weights``) as float tensors: rgb [B,3,H,W] in [-1,1], masks [B,H,W].
 
     Depth targets follow E2E-FT's data pipeline (FACTS §3.2): metres clamped per image to its valid [2%, 98%]
-    percentiles, invalid pixels set to the far value (masked out anyway); normals targets [B,3,H,W] unit.
+    percentiles, invalid pixels set to the far value (masked out anyway); normals targets [B,3,H,W] unit; labels
+    int64 [B,H,W] (255 = ignore).
     ``hflip`` flips half the samples (normals' x component negated). Introduced in notebook 05.
     """
     import torch
@@ -135,7 +136,8 @@ def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = 
     out = {"rgb": rgb, "depth": torch.from_numpy(depth), "normals": normals,
            # a flat image has no relative depth; unknown normals are stored as zero vectors (real datasets)
            "depth_mask": mask & torch.from_numpy(np.ptp(depth.reshape(len(depth), -1), axis=1) > 0)[:, None, None],
-           "normals_mask": mask & (normals.norm(dim=1) > 0.5)}
+           "normals_mask": mask & (normals.norm(dim=1) > 0.5),
+           "label": torch.from_numpy(np.asarray(rows["label"]).astype(np.int64))}
     if hflip:
         flip = torch.rand(batch_size, generator=generator) < 0.5
         for key in out:
