@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup assets lab test test-lib test-notebooks clean-venv
+.PHONY: setup assets lab test test-lib test-notebooks course clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-lib: setup
 
 test-notebooks: assets
 	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+
+course: setup assets  ## execute every notebook (mini profile) and write the course as an HTML site in site/
+	$(PY) -m genpercept_lessons course --out site
+	@echo "open site/index.html"
 
 clean-venv:
 	rm -rf $(VENV)

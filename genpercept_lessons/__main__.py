@@ -41,7 +41,7 @@ def _resolution(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with every subcommand (assets, paths, doctor, predict, bench)."""
+    """The argparse parser with every subcommand (assets, paths, doctor, predict, bench, course)."""
     from .schedules import SPACINGS
 
     parser = argparse.ArgumentParser(prog="python -m genpercept_lessons",
@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=_positive_int, default=1, metavar="N", help="timed runs per row, best kept (default 1)")
     be.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
+
+    co = sub.add_parser("course", help="execute every notebook (mini profile) and write the course as an HTML site",
+                        description="Execute every notebooks/NN_name.ipynb in the mini profile and write a browsable "
+                                    "HTML site: index.html (lessons, measured run times, objectives), one page per "
+                                    "lesson with its figures, and timings.json. Built aside and swapped in at the end.")
+    co.add_argument("--out", default="site", metavar="DIR", help="folder to write the site into (default: site)")
+    co.add_argument("--notebooks", default="notebooks", metavar="DIR", help="folder of the lessons (default: notebooks)")
+    co.add_argument("--no-execute", action="store_true", help="export the notebooks as stored (code only), fast")
+    co.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="seconds any one cell may run (default 900)")
     return parser
 
 
@@ -206,7 +215,20 @@ def _paths(args) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"assets": _assets, "paths": _paths, "doctor": _doctor, "predict": _predict, "bench": _bench}
+def _course(args) -> int:
+    from .course_site import CourseBuildError, build_site
+
+    try:
+        index = build_site(args.notebooks, args.out, execute=not args.no_execute, timeout=args.timeout)
+    except CourseBuildError as err:
+        print(f"error: {err}\nNothing was written; a previous site in {args.out}/ is unchanged.", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"course site: {index.resolve()}")
+    return EXIT_OK
+
+
+_COMMANDS = {"assets": _assets, "paths": _paths, "doctor": _doctor, "predict": _predict, "bench": _bench,
+             "course": _course}
 
 
 def main(argv: list[str] | None = None) -> int:

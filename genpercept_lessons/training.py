@@ -136,8 +136,9 @@ def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = 
     out = {"rgb": rgb, "depth": torch.from_numpy(depth), "normals": normals,
            # a flat image has no relative depth; unknown normals are stored as zero vectors (real datasets)
            "depth_mask": mask & torch.from_numpy(np.ptp(depth.reshape(len(depth), -1), axis=1) > 0)[:, None, None],
-           "normals_mask": mask & (normals.norm(dim=1) > 0.5),
-           "label": torch.from_numpy(np.asarray(rows["label"]).astype(np.int64))}
+           "normals_mask": mask & (normals.norm(dim=1) > 0.5)}
+    if "label" in rows:
+        out["label"] = torch.from_numpy(np.asarray(rows["label"]).astype(np.int64))
     if hflip:
         flip = torch.rand(batch_size, generator=generator) < 0.5
         for key in out:
