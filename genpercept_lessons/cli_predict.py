@@ -137,27 +137,6 @@ def depth_to_16bit_png(depth: np.ndarray) -> bytes:
     return data
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, the usual umask permissions (mkstemp's are 0600), then ``os.replace``."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_png(path: str | Path, image) -> Path:
     """Write a PIL image or uint8 array [H,W,3] as PNG atomically (temp file + os.replace); ``bytes`` are written as they are."""
     from PIL import Image
@@ -169,7 +148,9 @@ def write_png(path: str | Path, image) -> Path:
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         data = buf.getvalue()
-    _atomic_write(Path(path), data)
+    from .assets import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
     return Path(path)
 
 

@@ -13,10 +13,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["____", "Placeholder", "Exercise", "FunctionExercise", "ValueExercise", "compare", "lesson", "CORRECT", "INCORRECT",
+__all__ = ["____", "Placeholder", "Exercise", "FunctionExercise", "ValueExercise", "compare", "lesson", "Verdict", "CORRECT", "INCORRECT",
            "NOT_ATTEMPTED"]
 
-CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
+class Verdict(str):
+    """What ``check`` returns: a plain string ("correct", …) that Jupyter does not echo (the message is printed)."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+CORRECT, INCORRECT, NOT_ATTEMPTED = Verdict("correct"), Verdict("incorrect"), Verdict("not attempted")
 
 
 class Placeholder:
