@@ -111,17 +111,14 @@ def _train_step_seconds(pipe, data: dict, batch_size: int, lr: float, repeats: i
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    try:
-        step()  # warm-up (also allocates AdamW's moments, so the timed step is a steady-state one)
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    finally:
-        del opt, unet
+    step()  # warm-up (also allocates AdamW's moments, so the timed step is a steady-state one)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
     return min(times)
 
 

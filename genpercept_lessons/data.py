@@ -5,8 +5,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .assets import asset_path, build_asset, is_complete
 from .profiles import mini_build_settings
 from .scenes import render_scene

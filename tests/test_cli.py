@@ -1,11 +1,9 @@
 """`python -m genpercept_lessons` doctor / predict / bench on tiny random pipelines, and every bad input a learner can give."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
