@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import resource
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,28 +116,43 @@ def _constant_baseline(task: str, train_arrays: dict[str, np.ndarray], test) -> 
     return normal_metrics(np.repeat(mean_n[None], n, 0), rows["normals"], mask)
 
 
-def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path) -> None:
+def _encode_training_latents(vae_folder: Path, tasks: list[str], hflip: bool, out_file: Path) -> float:
+    """Encode the training scenes (and their mirror images) once for both UNets: rgb/depth/normals latents + latent mask -> .npz."""
     import torch
     import torch.nn.functional as F
+    from diffusers import AutoencoderKL
+
+    from .data import load_miniscenes
+    from .mini_marigold import encode_latents, training_arrays, with_mirrored
+
+    t0 = time.time()
+    vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
+    arrays = training_arrays(load_miniscenes("train"))
+    seen = with_mirrored(arrays) if hflip else arrays  # every scene and its mirror image
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    invalid = torch.from_numpy(~seen["mask"]).float()[:, None]
+    latents = {"mask": (F.max_pool2d(invalid, f) == 0)[:, 0].numpy()}  # a latent pixel counts if its patch is valid
+    for key in ["rgb", *tasks]:
+        latents[key] = encode_latents(vae, seen[key])
+    np.savez(out_file, **latents)
+    return time.time() - t0
+
+
+def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path, latents_file: Path) -> None:
     from diffusers import AutoencoderKL, MarigoldDepthPipeline, MarigoldNormalsPipeline
 
     from .data import load_miniscenes
     from .mini_components import encode_empty_prompt, make_text_encoder, make_tokenizer
-    from .mini_marigold import encode_latents, make_pipeline, train_denoiser, training_arrays
+    from .mini_marigold import make_pipeline, train_denoiser, training_arrays
 
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
-    arrays = training_arrays(load_miniscenes("train"), task)
-    f = 2 ** (len(vae.config.block_out_channels) - 1)
-    t0 = time.time()
-    rgb_lat, tgt_lat = encode_latents(vae, arrays["rgb"]), encode_latents(vae, arrays[task])
-    invalid = torch.from_numpy(~arrays["mask"]).float()[:, None]
-    latent_mask = (F.max_pool2d(invalid, f) == 0)[:, 0].numpy()  # a latent pixel counts if its whole patch is valid
-    encode_seconds = time.time() - t0
+    arrays = training_arrays(load_miniscenes("train"), task)  # unmirrored: for the constant baseline
+    with np.load(latents_file) as latents:
+        rgb_lat, tgt_lat, latent_mask = latents["rgb"], latents[task], latents["mask"]
     tokenizer = make_tokenizer(folder / "_tokenizer_src")
     text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
     empty = encode_empty_prompt(tokenizer, text_encoder)
     unet, report = train_denoiser(rgb_lat, tgt_lat, latent_mask, empty, settings, folder)
-    report["latent_encoding_seconds"] = round(encode_seconds, 1)
     report["empty_embedding_shape"] = list(empty.shape)
     pipe = make_pipeline(task, unet, vae, text_encoder, tokenizer, arrays["rgb"].shape[-1])
     pipe.save_pretrained(folder)
@@ -151,7 +167,8 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     _write_json(folder / METADATA_FILE, {
         "task": task, "settings": settings, "report": report, "held_out": quality,
         "held_out_scenes": len(test), "recipe": "Marigold v1-0: DDPM 1000 steps, scaled_linear 0.00085-0.012, "
-        "v-prediction, random timestep per sample, 2-token empty-prompt embedding, frozen VAE (posterior mean x scaling)",
+        "v-prediction, random timestep per sample, annealed multi-resolution noise (strength 0.9 x t/T), left-right "
+        "flips, 2-token empty-prompt embedding, frozen VAE (posterior mean x scaling), LR decay to 1%",
     })
     (folder / f"unet-{task}_state.pt").unlink(missing_ok=True)
     key = "abs_rel" if task == "depth" else "mean"
@@ -160,13 +177,13 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
           f"constant {quality['constant_mean_map'][key]:.3f}; UNet {report['train_seconds']:.0f} s")
 
 
-def _build_task_in_process(task: str) -> None:
+def _build_task_in_process(task: str, latents_file: Path) -> None:
     """Child-process entry: build one pipeline single-threaded (a fixed thread count keeps the weights bit-reproducible)."""
     import torch
 
     torch.set_num_threads(1)
     s, paths = mini_build_settings(), mini_asset_paths()
-    build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"]))
+    build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"], latents_file))
 
 
 def build_mini_assets() -> dict[str, Path]:
@@ -196,12 +213,29 @@ def build_mini_assets() -> dict[str, Path]:
     times["vae"] = time.time() - t
     t = time.time()
     todo = [task for task in ("depth", "normals") if not is_complete(paths[task])]
-    procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task,), name=f"build-{task}")
-             for task in todo]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+    if todo:
+        hflip = {bool(s[task].get("hflip")) for task in todo}
+        if len(hflip) != 1:
+            raise ValueError(f"build_mini_assets: the UNets must agree on `hflip`, got {hflip}")
+        tmp = Path(tempfile.mkdtemp(prefix="training-latents-", dir=paths["vae"].parent))
+        latents_file = tmp / "latents.npz"
+        torch.set_num_threads(2)  # fixed, for reproducible latents
+        try:
+            times["latents"] = _encode_training_latents(paths["vae"], todo, hflip.pop(), latents_file)
+        finally:
+            torch.set_num_threads(threads)
+        t = time.time()
+        procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file),
+                                                 name=f"build-{task}") for task in todo]
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        procs = []
     failed = [p.name for p in procs if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"building {failed} failed (see the messages above); run `make assets` again to resume")

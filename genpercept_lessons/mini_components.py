@@ -58,8 +58,13 @@ def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_s
 
 
 def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, sample_size: int = 16,
-              layers_per_block: int = 1):
-    """An 8-channel ``UNet2DConditionModel`` (RGB latent ‖ target latent -> v), cross-attention only at the coarsest level. Introduced in notebook 01."""
+              layers_per_block: int = 1, norm_num_groups: int = 32):
+    """An 8-channel ``UNet2DConditionModel`` (RGB latent ‖ target latent -> v), cross-attention only at the coarsest level. Introduced in notebook 01.
+
+    Keep several channels per GroupNorm group (SD2: 320 channels in 32 groups): with one channel per group the norm
+    removes each feature map's mean level, and the last norm before ``conv_out`` then leaves the UNet unable to
+    predict a latent's overall level (a wall's normal, a far depth).
+    """
     from diffusers import UNet2DConditionModel
 
     n = len(block_out_channels)
@@ -73,7 +78,7 @@ def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, 
         layers_per_block=layers_per_block,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
-        norm_num_groups=32,
+        norm_num_groups=norm_num_groups,
     )
 
 

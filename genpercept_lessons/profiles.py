@@ -24,8 +24,12 @@ def mini_build_settings() -> dict[str, dict[str, Any]]:
     text = {"version": 1, "hidden_size": 64, "seed": 0}
 
     def unet(task: str) -> dict[str, Any]:
-        return {"version": 2, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
-                "steps": 1400, "batch_size": 32, "lr": 2e-3, "warmup": 50, "final_lr_ratio": 0.3, "seed": 0}
+        # Marigold v1-0's trainer (config/train_marigold.yaml): annealed multi-resolution noise, left-right flips,
+        # LR decayed exponentially to 1%. Normals get more steps: their error falls more slowly with training.
+        return {"version": 3, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
+                "norm_num_groups": 8, "steps": {"depth": 1800, "normals": 2000}[task], "batch_size": 32, "lr": 2e-3,
+                "warmup": 50, "final_lr_ratio": 0.01, "multi_res_noise": {"strength": 0.9, "annealed": True},
+                "hflip": True, "bf16": True, "seed": 0}
 
     return {"data": data, "vae": vae, "depth": unet("depth"), "normals": unet("normals")}
 

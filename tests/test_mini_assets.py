@@ -47,23 +47,24 @@ def test_load_marigold_returns_the_mini_pipelines(profile):
     assert type(load_marigold(profile, "normals")).__name__ == "MarigoldNormalsPipeline"
 
 
-# What the lessons rely on. Issue 2's own targets (depth trailing AbsRel <= 0.13 with leading >= 3x worse; normals
-# trailing <= 16 deg) are not reached yet by the 15-minute build: the build prints its numbers, see the README.
+# Issue 2's targets, on the 200 held-out scenes the build evaluated (numbers in the README).
 def test_depth_model_shows_the_bug_and_beats_the_baseline(profile):
     q = read_metadata(profile.depth_model)["held_out"]
     trailing, leading = q["trailing_1step"]["abs_rel"], q["leading_1step"]["abs_rel"]
-    assert trailing <= 0.2, q
-    assert leading >= 2 * trailing, q
-    assert trailing <= 0.7 * q["constant_mean_map"]["abs_rel"], q
+    assert trailing <= 0.13, q
+    assert leading >= 3 * trailing, q
+    assert trailing <= 0.5 * q["constant_mean_map"]["abs_rel"], q
     assert q["trailing_1step_zero_noise"]["abs_rel"] <= trailing, q
 
 
 def test_normals_model_shows_the_bug_and_beats_the_baseline(profile):
     q = read_metadata(profile.normals_model)["held_out"]
     trailing, leading = q["trailing_1step"]["mean"], q["leading_1step"]["mean"]
-    assert trailing <= 25.0, q
-    assert trailing <= 0.6 * q["constant_mean_map"]["mean"], q
+    assert trailing <= 0.5 * q["constant_mean_map"]["mean"], q
     assert leading >= 3 * trailing, q
+    # issue 2 asks for <= 16 deg; the 15-minute build reaches ~18 deg (README, "The mini world's numbers")
+    assert trailing <= 20.0, q
+    assert q["trailing_1step_zero_noise"]["mean"] <= trailing, q
 
 
 def test_vae_metadata_records_scaling_factor(profile):

@@ -38,9 +38,10 @@ def test_vae_training_resumes_exactly(tmp_path, monkeypatch):
     assert report["scaling_factor"] > 0 and resumed.config.scaling_factor == report["scaling_factor"]
 
 
-def test_denoiser_resumes_exactly_and_uses_the_recipe(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pyramid", [None, {"strength": 0.9, "annealed": True}])
+def test_denoiser_resumes_exactly_and_uses_the_recipe(tmp_path, monkeypatch, pyramid):
     settings = {"task": "depth", "block_out_channels": [32, 32], "steps": 3, "batch_size": 2, "lr": 1e-3,
-                "warmup": 1, "final_lr_ratio": 0.1, "seed": 0, "checkpoint_every": 1}
+                "warmup": 1, "final_lr_ratio": 0.1, "seed": 0, "checkpoint_every": 1, "multi_res_noise": pyramid}
     lat = rng.normal(size=(6, 4, 8, 8)).astype(np.float32)
     mask = np.ones((6, 8, 8), bool)
     empty = torch.randn(1, 2, 32)
@@ -54,3 +55,14 @@ def test_denoiser_resumes_exactly_and_uses_the_recipe(tmp_path, monkeypatch):
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
     assert straight.config.in_channels == 8 and straight.config.out_channels == 4
+
+
+def test_with_mirrored_flips_images_and_the_x_of_normals():
+    arrays = {k: v[:2] for k, v in ARRAYS.items()} | {"mask": rng.random((2, 16, 16)) > 0.5}
+    out = mini_marigold.with_mirrored(arrays)
+    assert {k: v.shape[0] for k, v in out.items()} == {k: 4 for k in arrays}
+    np.testing.assert_array_equal(out["rgb"][2:], arrays["rgb"][..., ::-1])
+    np.testing.assert_array_equal(out["mask"][2:], arrays["mask"][..., ::-1])
+    np.testing.assert_array_equal(out["normals"][2:, 0], -arrays["normals"][:, 0, :, ::-1])  # x points the other way
+    np.testing.assert_array_equal(out["normals"][2:, 1:], arrays["normals"][:, 1:, :, ::-1])
+    np.testing.assert_array_equal(out["depth"][:2], arrays["depth"])  # originals first, untouched
