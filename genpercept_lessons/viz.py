@@ -99,24 +99,41 @@ def prediction_grid(images, rows: dict, masks=None, max_cols: int = 6):
     return fig
 
 
-def metric_vs_steps(results: dict, metric: str = "abs_rel", reference: dict | None = None, ylabel: str | None = None):
-    """Plot ``metric`` against the number of steps, one line per spacing: results = {spacing: {steps: metrics dict}}. Introduced in notebook 03."""
+def metric_vs_steps(results: dict, metric="abs_rel", reference: dict | None = None, ylabel=None):
+    """Plot ``metric`` (a name, or a tuple of names: one panel each) against the number of steps, one line per spacing. Introduced in notebook 03.
+
+    results = {spacing: {steps: metrics dict}}; reference = {label: value} (one metric) or {label: metrics dict}
+    drawn as dashed lines; ylabel a label or a tuple of labels like ``metric``.
+    """
     import matplotlib.pyplot as plt
 
     if not isinstance(results, dict) or not results:
         raise ValueError("metric_vs_steps: `results` must be {spacing: {steps: metrics}}")
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for spacing, by_steps in results.items():
-        steps = sorted(by_steps)
-        ax.plot(steps, [by_steps[s][metric] for s in steps], marker="o", label=spacing)
-    for name, value in (reference or {}).items():
-        ax.axhline(value, linestyle="--", color="grey", linewidth=1)
-        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, va="bottom", color="grey")
-    ax.set_xscale("log")
-    ax.set_xlabel("denoising steps")
-    ax.set_ylabel(ylabel or metric)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+    labels = (ylabel,) if ylabel is None or isinstance(ylabel, str) else tuple(ylabel)
+    if not metrics or len(labels) not in (1, len(metrics)):
+        raise ValueError(f"metric_vs_steps: `metric` must be a name or names and `ylabel` one label per metric, "
+                         f"got {metric!r} and {ylabel!r}")
+    missing = {m for by_steps in results.values() for r in by_steps.values() for m in metrics if m not in r}
+    if missing:
+        raise ValueError(f"metric_vs_steps: metrics {sorted(missing)} missing from `results`")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
+    for ax, name, label in zip(axes[0], metrics, labels * len(metrics) if len(labels) == 1 else labels):
+        for spacing, by_steps in results.items():
+            steps = sorted(by_steps)
+            ax.plot(steps, [by_steps[s][name] for s in steps], marker="o", label=spacing)
+        refs = {ref: value[name] if isinstance(value, dict) else value for ref, value in (reference or {}).items()}
+        for ref, value in refs.items():
+            ax.axhline(value, linestyle="--", color="grey", linewidth=1, label=ref)
+        if refs:  # keep the reference lines inside the axes
+            lo, hi = ax.get_ylim()
+            pad = 0.05 * (hi - lo)
+            ax.set_ylim(min(lo, min(refs.values()) - pad), max(hi, max(refs.values()) + pad))
+        ax.set_xscale("log")
+        ax.set_xlabel("denoising steps")
+        ax.set_ylabel(label or name)
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

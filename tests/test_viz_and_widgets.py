@@ -31,6 +31,9 @@ def test_figures_build():
     depth = np.stack([s.depth, s.depth])
     assert len(prediction_grid(np.stack([s.image, s.image]), {"a": depth}).axes) == 4
     assert metric_vs_steps({"leading": {1: {"abs_rel": 0.4}, 2: {"abs_rel": 0.2}}}).axes
+    both = {"trailing": {1: {"abs_rel": 0.1, "delta1": 0.9}, 2: {"abs_rel": 0.12, "delta1": 0.88}}}
+    fig = metric_vs_steps(both, ("abs_rel", "delta1"), reference={"ensemble": {"abs_rel": 0.1, "delta1": 0.9}})
+    assert [ax.get_ylabel() for ax in fig.axes] == ["abs_rel", "delta1"]
     e = error_map(s.depth * 1.1, s.depth, s.mask)
     assert np.allclose(e[s.mask], 0.1, atol=1e-5) and np.isnan(e[~s.mask]).all()
 
@@ -38,6 +41,8 @@ def test_figures_build():
 @pytest.mark.parametrize("call, exc", [
     (lambda: colorize_depth(np.zeros((2, 2, 2))), ValueError), (lambda: colorize_normals(np.zeros((2, 2))), ValueError),
     (lambda: prediction_grid(np.zeros((2, 4, 4)), {"a": 1}), ValueError), (lambda: metric_vs_steps({}), ValueError),
+    (lambda: metric_vs_steps({"leading": {1: {"abs_rel": 0.4}}}, ("abs_rel", "delta1")), ValueError),
+    (lambda: metric_vs_steps({"leading": {1: {"abs_rel": 0.4}}}, "abs_rel", ylabel=("a", "b")), ValueError),
     (lambda: scene_figure({"image": 1}), KeyError), (lambda: error_map(np.zeros(3), np.zeros(3), np.zeros(3)), ValueError),
 ])
 def test_viz_bad_input(call, exc):
