@@ -82,6 +82,16 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
     return losses
 
 
+def _cpu_has_bf16() -> bool:
+    """True when oneDNN has bf16 kernels for this CPU (a private torch op; False if a torch version lacks it)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _update(loss, opt, sched) -> float:
     """One optimiser step on ``loss`` and one LR-schedule step; returns the loss as a float."""
     opt.zero_grad(set_to_none=True)
@@ -182,7 +192,7 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
 
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
     # bf16 autocast where the CPU has bf16 kernels (~1.3x faster here); elsewhere fp32, recorded in the report
-    bf16 = bool(settings.get("bf16")) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16 = bool(settings.get("bf16")) and _cpu_has_bf16()
     n_train = train_sched.config.num_train_timesteps
 
     def step(_):
