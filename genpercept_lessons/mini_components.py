@@ -61,9 +61,9 @@ def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, 
               layers_per_block: int = 1, norm_num_groups: int = 32):
     """An 8-channel ``UNet2DConditionModel`` (RGB latent ‖ target latent -> v), cross-attention only at the coarsest level. Introduced in notebook 01.
 
-    Keep several channels per GroupNorm group (SD2: 320 channels in 32 groups): with one channel per group the norm
-    removes each feature map's mean level, and the last norm before ``conv_out`` then leaves the UNet unable to
-    predict a latent's overall level (a wall's normal, a far depth).
+    Keep several channels per GroupNorm group (SD2: 320 channels in 32 groups): with one channel per group every norm
+    removes each feature map's own mean level, including the last one before ``conv_out``; the mini build uses 8
+    groups (its training loss ended ~5-9 % lower than with 32 groups of one channel).
     """
     from diffusers import UNet2DConditionModel
 
