@@ -147,8 +147,9 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
 
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
     arrays = training_arrays(load_miniscenes("train"), task)  # unmirrored: for the constant baseline
+    n = None if settings.get("hflip") else len(arrays["rgb"])  # the file holds the originals first, then the mirrors
     with np.load(latents_file) as latents:
-        rgb_lat, tgt_lat, latent_mask = latents["rgb"], latents[task], latents["mask"]
+        rgb_lat, tgt_lat, latent_mask = latents["rgb"][:n], latents[task][:n], latents["mask"][:n]
     tokenizer = make_tokenizer(folder / "_tokenizer_src")
     text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
     empty = encode_empty_prompt(tokenizer, text_encoder)
@@ -213,29 +214,26 @@ def build_mini_assets() -> dict[str, Path]:
     times["vae"] = time.time() - t
     t = time.time()
     todo = [task for task in ("depth", "normals") if not is_complete(paths[task])]
+    procs = []
     if todo:
-        hflip = {bool(s[task].get("hflip")) for task in todo}
-        if len(hflip) != 1:
-            raise ValueError(f"build_mini_assets: the UNets must agree on `hflip`, got {hflip}")
         tmp = Path(tempfile.mkdtemp(prefix="training-latents-", dir=paths["vae"].parent))
         latents_file = tmp / "latents.npz"
-        torch.set_num_threads(2)  # fixed, for reproducible latents
+        hflip = any(s[task].get("hflip") for task in todo)  # a UNet without flips reads the first half only
         try:
-            times["latents"] = _encode_training_latents(paths["vae"], todo, hflip.pop(), latents_file)
-        finally:
-            torch.set_num_threads(threads)
-        t = time.time()
-        procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file),
-                                                 name=f"build-{task}") for task in todo]
-        try:
+            torch.set_num_threads(2)  # fixed, for reproducible latents
+            try:
+                times["latents"] = _encode_training_latents(paths["vae"], todo, hflip, latents_file)
+            finally:
+                torch.set_num_threads(threads)
+            t = time.time()
+            procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file),
+                                                     name=f"build-{task}") for task in todo]
             for p in procs:
                 p.start()
             for p in procs:
                 p.join()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        procs = []
     failed = [p.name for p in procs if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"building {failed} failed (see the messages above); run `make assets` again to resume")
