@@ -121,6 +121,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
     g = torch.Generator().manual_seed(settings["seed"])
     pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
     bs, crop, sample = settings["batch_size"], settings.get("crop"), settings.get("sample_posterior", True)
+    bf16 = bool(settings.get("bf16")) and _cpu_has_bf16()  # ~1.5x faster here; weights and loss stay fp32
 
     def step(_):
         idx = torch.randint(0, len(pool), (bs,), generator=g)
@@ -128,10 +129,11 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
         if crop:  # the VAE is fully convolutional: random crops train the same weights at a quarter of the cost
             i, j = torch.randint(0, x.shape[-2] - crop + 1, (2,), generator=g).tolist()
             x = x[..., i:i + crop, j:j + crop]
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g) if sample else post.mean
-        rec = vae.decode(z).sample
-        loss = (rec - x).abs().mean() + settings["kl_weight"] * post.kl().mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g) if sample else post.mean
+            rec = vae.decode(z).sample
+        loss = (rec.float() - x).abs().mean() + settings["kl_weight"] * post.kl().float().mean()
         return _update(loss, opt, sched)
 
     t0 = time.time()
@@ -145,7 +147,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
     scaling = float(1.0 / means.std())
     vae.register_to_config(scaling_factor=scaling)
     return vae, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
-                 "scaling_factor": scaling}
+                 "scaling_factor": scaling, "precision": "bf16" if bf16 else "fp32"}
 
 
 def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray:

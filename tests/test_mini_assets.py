@@ -54,16 +54,17 @@ def test_depth_model_shows_the_bug_and_beats_the_baseline(profile):
     assert trailing <= 0.13, q
     assert leading >= 3 * trailing, q
     assert trailing <= 0.5 * q["constant_mean_map"]["abs_rel"], q
-    assert q["trailing_1step_zero_noise"]["abs_rel"] <= trailing, q
+    # from t = 999 the start noise enters x0 with weight 0.068 (lesson 04): zeros make it deterministic at no real cost
+    assert q["trailing_1step_zero_noise"]["abs_rel"] <= 1.02 * trailing, q
 
 
 def test_normals_model_shows_the_bug_and_beats_the_baseline(profile):
     q = read_metadata(profile.normals_model)["held_out"]
     trailing, leading = q["trailing_1step"]["mean"], q["leading_1step"]["mean"]
-    # issue 2 also asks for <= 16 deg; the 15-minute build reaches ~19 deg (README, "The mini world's numbers")
+    assert trailing <= 16.0, q  # mean angular error in degrees
     assert trailing <= 0.5 * q["constant_mean_map"]["mean"], q
     assert leading >= 3 * trailing, q
-    assert q["trailing_1step_zero_noise"]["mean"] <= trailing, q
+    assert q["trailing_1step_zero_noise"]["mean"] <= 1.02 * trailing, q
 
 
 def test_vae_metadata_records_scaling_factor(profile):

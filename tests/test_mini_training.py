@@ -26,16 +26,19 @@ def _interrupt_after(monkeypatch, n_saves: int):
     monkeypatch.setattr(mini_marigold, "atomic_torch_save", save)
 
 
-def test_vae_training_resumes_exactly(tmp_path, monkeypatch):
-    straight, _ = train_vae(ARRAYS, VAE_SETTINGS, tmp_path / "a")
+@pytest.mark.parametrize("extra", [{}, {"bf16": True}])
+def test_vae_training_resumes_exactly(tmp_path, monkeypatch, extra):
+    settings = VAE_SETTINGS | extra
+    straight, _ = train_vae(ARRAYS, settings, tmp_path / "a")
     with monkeypatch.context() as m:
         _interrupt_after(m, 2)
         with pytest.raises(KeyboardInterrupt):
-            train_vae(ARRAYS, VAE_SETTINGS, tmp_path / "b")
-    resumed, report = train_vae(ARRAYS, VAE_SETTINGS, tmp_path / "b")
+            train_vae(ARRAYS, settings, tmp_path / "b")
+    resumed, report = train_vae(ARRAYS, settings, tmp_path / "b")
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
     assert report["scaling_factor"] > 0 and resumed.config.scaling_factor == report["scaling_factor"]
+    assert report["precision"] == ("bf16" if extra and mini_marigold._cpu_has_bf16() else "fp32")
 
 
 @pytest.mark.parametrize("pyramid", [None, {"strength": 0.9, "annealed": True}])
