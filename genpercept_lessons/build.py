@@ -165,11 +165,14 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     test = load_miniscenes("test")
     quality = evaluate_pipeline(loaded, task, test)
     quality["constant_mean_map"] = _constant_baseline(task, arrays, test)
+    pyramid = settings.get("multi_res_noise")
+    noise = (f"annealed multi-resolution noise (strength {pyramid['strength']} x t/T)" if pyramid else "white noise")
     _write_json(folder / METADATA_FILE, {
         "task": task, "settings": settings, "report": report, "held_out": quality,
         "held_out_scenes": len(test), "recipe": "Marigold v1-0: DDPM 1000 steps, scaled_linear 0.00085-0.012, "
-        "v-prediction, random timestep per sample, annealed multi-resolution noise (strength 0.9 x t/T), left-right "
-        "flips, 2-token empty-prompt embedding, frozen VAE (posterior mean x scaling), LR decay to 1%",
+        f"v-prediction, random timestep per sample, {noise}, {'left-right flips, ' if settings.get('hflip') else ''}"
+        "2-token empty-prompt embedding, frozen VAE (posterior mean x scaling), "
+        f"LR decay to {settings['final_lr_ratio']:.0%}",
     })
     (folder / f"unet-{task}_state.pt").unlink(missing_ok=True)
     key = "abs_rel" if task == "depth" else "mean"
