@@ -113,8 +113,8 @@ def _profile(args):
         return None
     try:
         return get_profile(name, **({"device": args.device} if args.device else {}))
-    except ValueError:
-        print(f"error: --device must be cpu, cuda[:N] or mps, got {args.device!r}", file=sys.stderr)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return None
 
 
@@ -199,18 +199,32 @@ def _bench(args) -> int:
     return EXIT_OK
 
 
+def _mini_build():
+    """The build variant the environment selects, or CLIError with the environment variable's message."""
+    from .cli_predict import CLIError
+    from .profiles import mini_build
+
+    try:
+        return mini_build()
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
 def _assets(args) -> int:
     from .build import build_mini_assets
 
-    build_mini_assets()
+    build = _mini_build()
+    build_mini_assets(build["seed"], build["requested"])
     return EXIT_OK
 
 
 def _paths(args) -> int:
     from .build import mini_asset_paths, mini_assets_ready
 
-    ready = mini_assets_ready()
-    for k, p in mini_asset_paths().items():
+    build = _mini_build()
+    print(f"mini build: seed {build['seed']}, {build['precision']} (asked for: {build['requested']})")
+    ready = mini_assets_ready(seed=build["seed"], precision=build["precision"])
+    for k, p in mini_asset_paths(build["seed"], build["precision"]).items():
         print(f"{'✓' if ready[k] else '✗'} {k:8s} {p}")
     return EXIT_OK
 

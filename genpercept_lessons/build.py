@@ -20,16 +20,17 @@ __all__ = ["METADATA_FILE", "mini_asset_paths", "mini_assets_ready", "build_mini
 METADATA_FILE = "genpercept_metadata.json"
 
 
-def mini_asset_paths() -> dict[str, Path]:
-    """Cache folders of every mini asset (they exist only once built)."""
-    s = mini_build_settings()
+def mini_asset_paths(seed: int | None = None, precision: str | None = None) -> dict[str, Path]:
+    """Cache folders of every mini asset of one build variant (``profiles.mini_build``); they exist only once built."""
+    s = mini_build_settings(seed, precision)
     return {"data": asset_path("miniscenes", s["data"]), "vae": asset_path("mini-vae", s["vae"]),
             "depth": asset_path("marigold-depth", s["depth"]), "normals": asset_path("marigold-normals", s["normals"])}
 
 
-def mini_assets_ready(check_hashes: bool = False) -> dict[str, bool]:
+def mini_assets_ready(check_hashes: bool = False, seed: int | None = None,
+                      precision: str | None = None) -> dict[str, bool]:
     """Which mini assets are built and intact, e.g. {"data": True, "vae": True, "depth": False, ...}."""
-    return {k: is_complete(p, check_hashes=check_hashes) for k, p in mini_asset_paths().items()}
+    return {k: is_complete(p, check_hashes=check_hashes) for k, p in mini_asset_paths(seed, precision).items()}
 
 
 def read_metadata(folder: str | Path) -> dict[str, Any]:
@@ -181,17 +182,19 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
           f"constant {quality['constant_mean_map'][key]:.3f}; UNet {report['train_seconds']:.0f} s")
 
 
-def _build_task_in_process(task: str, latents_file: Path) -> None:
+def _build_task_in_process(task: str, latents_file: Path, seed: int, precision: str) -> None:
     """Child-process entry: build one pipeline single-threaded (a fixed thread count keeps the weights bit-reproducible)."""
     import torch
 
     torch.set_num_threads(1)
-    s, paths = mini_build_settings(), mini_asset_paths()
+    s, paths = mini_build_settings(seed, precision), mini_asset_paths(seed, precision)
     build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"], latents_file))
 
 
-def build_mini_assets() -> dict[str, Path]:
+def build_mini_assets(seed: int | None = None, precision: str | None = None) -> dict[str, Path]:
     """Build whatever mini asset the cache lacks (data, VAE, depth and normals pipelines); print times and peak RAM.
+
+    ``seed`` and ``precision`` pick the build variant (``profiles.mini_build``; default: the environment's).
 
     The two UNets train at the same time in two single-threaded processes (on 2 cores that is ~12% faster than
     one after the other with 2 threads each, and it makes their weights independent of the machine's core count).
@@ -201,8 +204,12 @@ def build_mini_assets() -> dict[str, Path]:
     import torch
 
     from .data import load_miniscenes
+    from .profiles import mini_build
 
-    s, paths = mini_build_settings(), mini_asset_paths()
+    variant = mini_build(seed, precision)
+    seed, precision = variant["seed"], variant["precision"]
+    print(f"mini build: seed {seed}, {precision} (asked for: {variant['requested']})")
+    s, paths = mini_build_settings(seed, precision), mini_asset_paths(seed, precision)
     times, t_all = {}, time.time()
     t = time.time()
     load_miniscenes("train")
@@ -229,7 +236,7 @@ def build_mini_assets() -> dict[str, Path]:
             finally:
                 torch.set_num_threads(threads)
             t = time.time()
-            procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file),
+            procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file, seed, precision),
                                                      name=f"build-{task}") for task in todo]
             for p in procs:
                 p.start()

@@ -81,7 +81,8 @@ def load_pipeline(profile, task: str, model: str | None = None):
     if task not in TASKS:
         raise CLIError(f"--task must be one of {TASKS}, got {task!r}")
     location = model or (profile.depth_model if task == "depth" else profile.normals_model)
-    is_mini_asset = profile.is_mini and model is None and Path(location) == mini_asset_paths()[task]
+    is_mini_asset = profile.is_mini and model is None and Path(location) == mini_asset_paths(
+        profile.build_seed, profile.build_precision)[task]
     if is_mini_asset and not is_complete(location, check_hashes=False):
         raise CLIError(f"the mini-Marigold {task} model is not built yet ({location}); run `make assets` once in a "
                        "terminal (about 15 minutes on 2 CPU cores), or pass --model PATH to a Marigold pipeline folder")

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from .inference import predict
-from .metrics import depth_metrics, normal_metrics
+from .metrics import depth_metrics_per_image, normal_errors_per_image, normal_metrics
 from .protocols import EvalProtocol, evaluation_mask, get_protocol
 
 __all__ = ["evaluate"]
@@ -20,7 +20,9 @@ def evaluate(pipe, scenes, n: int | None = None, seed: int = 0, batch_size: int 
     are ``predict``'s (steps, spacing, noise, ensemble, …); Gaussian noise comes from a generator seeded with ``seed``.
     ``protocol`` (a name in ``protocols.PROTOCOLS``) sets the crop, the GT depth range and the clipping range
     (Marigold's per-dataset evaluation, notebook 08); normals are scored inside the crop where the GT normal is known
-    (non-zero). Returns {"metrics": {...}, "seconds": float, "prediction": array}. Introduced in notebook 02.
+    (non-zero). Returns {"metrics": {...}, "per_image": {...}, "seconds": float, "prediction": array}, where
+    ``per_image`` holds [n] arrays for paired comparisons (depth: every metric; normals: "mean" angle per image).
+    Introduced in notebook 02.
     """
     import torch
 
@@ -42,7 +44,10 @@ def evaluate(pipe, scenes, n: int | None = None, seed: int = 0, batch_size: int 
     pred = predict(pipe, rows["image"], generator=generator, batch_size=batch_size, **predict_kwargs)
     seconds = time.perf_counter() - t0
     if task == "depth":
-        metrics = depth_metrics(pred, rows["depth"], mask, min_depth=protocol.min_depth, max_depth=protocol.max_depth)
+        per_image = depth_metrics_per_image(pred, rows["depth"], mask, min_depth=protocol.min_depth,
+                                            max_depth=protocol.max_depth)
+        metrics = {k: float(np.mean(v)) for k, v in per_image.items()}
     else:
         metrics = normal_metrics(pred, rows["normals"], mask)
-    return {"metrics": metrics, "seconds": seconds, "prediction": pred}
+        per_image = {"mean": normal_errors_per_image(pred, rows["normals"], mask)}
+    return {"metrics": metrics, "per_image": per_image, "seconds": seconds, "prediction": pred}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["align_scale_shift", "depth_metrics", "normal_metrics", "mean_iou"]
+__all__ = ["align_scale_shift", "depth_metrics", "depth_metrics_per_image", "normal_metrics",
+           "normal_errors_per_image", "mean_iou"]
 
 
 def _batch(name: str, arr, trailing: int) -> np.ndarray:
@@ -48,13 +49,9 @@ def align_scale_shift(pred, target, mask) -> tuple[np.ndarray, np.ndarray, np.nd
     return aligned, scale, shift
 
 
-def depth_metrics(pred, target, mask, align: bool = True, min_depth: float = 1e-3,
-                  max_depth: float | None = None) -> dict[str, float]:
-    """AbsRel, δ1/δ2/δ3 and RMSE per image, then averaged (Marigold's protocol: align in depth space, clip, evaluate).
-
-    pred [N,H,W] (any affine-invariant depth), target [N,H,W] metres, mask bool. Aligned predictions are clipped to
-    [min_depth, max_depth], the dataset's evaluation range (no upper clip when None). Introduced in notebook 03.
-    """
+def depth_metrics_per_image(pred, target, mask, align: bool = True, min_depth: float = 1e-3,
+                            max_depth: float | None = None) -> dict[str, np.ndarray]:
+    """``depth_metrics`` before the average over images: {"abs_rel": [N], "delta1": [N], …}. Introduced in notebook 03."""
     pred, target, mask = _check_same(pred, target, mask, 2)
     mask = mask & (target > min_depth)
     if not mask.any(axis=(1, 2)).all():
@@ -68,8 +65,27 @@ def depth_metrics(pred, target, mask, align: bool = True, min_depth: float = 1e-
         ratio = np.maximum(p / g, g / p)
         rows.append([np.mean(np.abs(p - g) / g), np.mean(ratio < 1.25), np.mean(ratio < 1.25 ** 2),
                      np.mean(ratio < 1.25 ** 3), np.sqrt(np.mean((p - g) ** 2))])
-    mean = np.mean(rows, axis=0)
-    return dict(zip(("abs_rel", "delta1", "delta2", "delta3", "rmse"), map(float, mean)))
+    return dict(zip(("abs_rel", "delta1", "delta2", "delta3", "rmse"), np.asarray(rows).T))
+
+
+def depth_metrics(pred, target, mask, align: bool = True, min_depth: float = 1e-3,
+                  max_depth: float | None = None) -> dict[str, float]:
+    """AbsRel, δ1/δ2/δ3 and RMSE per image, then averaged (Marigold's protocol: align in depth space, clip, evaluate).
+
+    pred [N,H,W] (any affine-invariant depth), target [N,H,W] metres, mask bool. Aligned predictions are clipped to
+    [min_depth, max_depth], the dataset's evaluation range (no upper clip when None). Introduced in notebook 03.
+    """
+    per_image = depth_metrics_per_image(pred, target, mask, align, min_depth, max_depth)
+    return {k: float(np.mean(v)) for k, v in per_image.items()}
+
+
+def _angular_errors(pred, target, mask) -> np.ndarray:
+    """Angle in degrees between (re-normalised) pred and target at every valid pixel, in row-major order."""
+    p = pred[mask].astype(np.float64)
+    g = target[mask].astype(np.float64)
+    p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return np.degrees(np.arccos(np.clip((p * g).sum(1), -1.0, 1.0)))
 
 
 def normal_metrics(pred, target, mask) -> dict[str, float]:
@@ -81,13 +97,16 @@ def normal_metrics(pred, target, mask) -> dict[str, float]:
     pred, target, mask = _check_same(pred, target, mask, 3)
     if not mask.any():
         raise ValueError("`mask` has no valid pixel")
-    p = pred[mask].astype(np.float64)
-    g = target[mask].astype(np.float64)
-    p /= np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    err = np.degrees(np.arccos(np.clip((p * g).sum(1), -1.0, 1.0)))
+    err = _angular_errors(pred, target, mask)
     return {"mean": float(err.mean()), "median": float(np.median(err)), "a11_25": float(100 * np.mean(err < 11.25)),
             "a22_5": float(100 * np.mean(err < 22.5)), "a30": float(100 * np.mean(err < 30.0))}
+
+
+def normal_errors_per_image(pred, target, mask) -> np.ndarray:
+    """Mean angular error in degrees of each image over its valid pixels: [N] (NaN for an image without one)."""
+    pred, target, mask = _check_same(pred, target, mask, 3)
+    return np.array([_angular_errors(p[None], g[None], m[None]).mean() if m.any() else np.nan
+                     for p, g, m in zip(pred, target, mask)])
 
 
 def mean_iou(pred, target, num_classes: int, ignore_index: int = 255) -> dict:

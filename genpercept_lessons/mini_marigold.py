@@ -83,14 +83,16 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
     return losses
 
 
-def _cpu_has_bf16() -> bool:
-    """True when oneDNN has bf16 kernels for this CPU (a private torch op; False if a torch version lacks it)."""
-    import torch
+def _use_bf16(settings: dict[str, Any]) -> bool:
+    """Whether ``settings`` ask for bf16 autocast (weights and loss stay fp32); refuses on a CPU without bf16 kernels."""
+    from .profiles import cpu_has_bf16
 
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+    if not settings.get("bf16"):
         return False
+    if not cpu_has_bf16():
+        raise RuntimeError("these build settings train in bf16 but this CPU has no bf16 kernels; "
+                           "set GENPERCEPT_MINI_PRECISION=fp32 (or auto)")
+    return True
 
 
 def _update(loss, opt, sched) -> float:
@@ -122,7 +124,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
     g = torch.Generator().manual_seed(settings["seed"])
     pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
     bs, crop, sample = settings["batch_size"], settings.get("crop"), settings.get("sample_posterior", True)
-    bf16 = bool(settings.get("bf16")) and _cpu_has_bf16()  # ~1.5x faster here; weights and loss stay fp32
+    bf16 = _use_bf16(settings)
 
     def step(_):
         idx = torch.randint(0, len(pool), (bs,), generator=g)
@@ -194,8 +196,7 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
     bs = settings["batch_size"]
 
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
-    # bf16 autocast where the CPU has bf16 kernels (~1.3x faster here); elsewhere fp32, recorded in the report
-    bf16 = bool(settings.get("bf16")) and _cpu_has_bf16()
+    bf16 = _use_bf16(settings)
     n_train = train_sched.config.num_train_timesteps
 
     def step(_):

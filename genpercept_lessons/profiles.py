@@ -10,19 +10,64 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Profile", "PROFILE_NAMES", "get_profile", "mini_build_settings"]
+__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "get_profile", "mini_build", "mini_build_settings",
+           "cpu_has_bf16"]
 
 PROFILE_NAMES = ("mini", "full")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def mini_build_settings() -> dict[str, dict[str, Any]]:
-    """The settings every mini asset is built with; their hashes name the cache folders. Introduced in notebook 00."""
+def cpu_has_bf16() -> bool:
+    """True when oneDNN has bf16 kernels for this CPU (a private torch op; False if a torch version lacks it)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def mini_build(seed: int | None = None, precision: str | None = None) -> dict[str, Any]:
+    """Which mini world: {"seed": int, "precision": "bf16"|"fp32" (effective), "requested": str}. Introduced in notebook 00.
+
+    ``seed`` defaults to ``$GENPERCEPT_MINI_SEED`` (else 0) and seeds every trained model; the MiniScenes are the same
+    for every build. ``precision`` defaults to ``$GENPERCEPT_MINI_PRECISION`` (else "auto": bf16 autocast where the CPU
+    has bf16 kernels, fp32 elsewhere). Both name the cache folders, so each build variant lives beside the others.
+    """
+    if seed is None:
+        text = os.environ.get("GENPERCEPT_MINI_SEED", "").strip() or "0"
+        if not text.isdigit():
+            raise ValueError(f"GENPERCEPT_MINI_SEED must be a non-negative integer, got {text!r}")
+        seed = int(text)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"mini_build: `seed` must be a non-negative int, got {seed!r}")
+    source = "`precision`"
+    if precision is None:
+        precision, source = os.environ.get("GENPERCEPT_MINI_PRECISION", "").strip().lower() or "auto", \
+            "GENPERCEPT_MINI_PRECISION"
+    if precision not in PRECISIONS:
+        raise ValueError(f"mini_build: {source} must be one of {PRECISIONS}, got {precision!r}")
+    effective = precision
+    if precision != "fp32":
+        has = cpu_has_bf16()
+        if precision == "bf16" and not has:
+            raise ValueError(f"mini_build: {source} is 'bf16' but this CPU has no bf16 kernels; use 'auto' or 'fp32'")
+        effective = "bf16" if has else "fp32"
+    return {"seed": seed, "precision": effective, "requested": precision}
+
+
+def mini_build_settings(seed: int | None = None, precision: str | None = None) -> dict[str, dict[str, Any]]:
+    """The settings every mini asset is built with; their hashes name the cache folders. Introduced in notebook 00.
+
+    ``seed`` and ``precision`` pick the build variant (see ``mini_build``); the data never depend on them.
+    """
+    build = mini_build(seed, precision)
+    seed, bf16 = build["seed"], build["precision"] == "bf16"
     data = {"version": 2, "seed": 0, "n_train": 2000, "n_test": 200, "height": 64, "width": 64}
-    # 2,000 bf16 steps take 1.2x as long as 1,000 in fp32 did; a decoded normal map's error falls from 7.7 to 5.2 deg
     vae = {"version": 3, "data": data, "block_out_channels": [16, 32, 64], "latent_channels": 4, "norm_num_groups": 4,
            "crop": 32, "sample_posterior": False, "steps": 2000, "batch_size": 32, "lr": 2e-3, "kl_weight": 1e-6,
-           "bf16": True, "seed": 0}
-    text = {"version": 1, "hidden_size": 64, "seed": 0}
+           "bf16": bf16, "seed": seed}
+    text = {"version": 1, "hidden_size": 64, "seed": seed}
 
     def unet(task: str) -> dict[str, Any]:
         # Marigold v1-0's trainer (config/train_marigold.yaml): annealed multi-resolution noise, left-right flips,
@@ -33,7 +78,7 @@ def mini_build_settings() -> dict[str, dict[str, Any]]:
                 "norm_num_groups": 8, "steps": 2000, "batch_size": 32, "lr": 3e-3, "warmup": 100,
                 "final_lr_ratio": {"depth": 0.01, "normals": 0.1}[task],
                 "multi_res_noise": {"strength": 0.9, "annealed": True},
-                "hflip": True, "bf16": True, "seed": 0}
+                "hflip": True, "bf16": bf16, "seed": seed}
 
     return {"data": data, "vae": vae, "depth": unet("depth"), "normals": unet("normals")}
 
@@ -58,6 +103,8 @@ class Profile:
     eval_data: str = "miniscenes"
     eval_protocol: str = "miniscenes"  # see protocols.PROTOCOLS
     dtype: str = "float32"
+    build_seed: int | None = None  # mini only: which build variant (see mini_build)
+    build_precision: str | None = None  # mini only: the precision that build trains in, "bf16" or "fp32"
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -67,8 +114,10 @@ class Profile:
 
     def describe(self) -> str:
         """A few lines naming the profile, device and models, printed by every notebook's first cell."""
+        build = (f"\nmini build: seed {self.build_seed}, {self.build_precision} (set GENPERCEPT_MINI_SEED / "
+                 "GENPERCEPT_MINI_PRECISION for another)" if self.is_mini else "")
         return (f"profile: {self.name} | device: {self.device} | resolution: {self.resolution}\n"
-                f"depth model: {self.depth_model}\nnormals model: {self.normals_model}")
+                f"depth model: {self.depth_model}\nnormals model: {self.normals_model}{build}")
 
 
 def _default_device(name: str) -> str:
@@ -84,7 +133,8 @@ def _default_device(name: str) -> str:
 def _mini(**overrides: Any) -> Profile:
     from .assets import asset_path
 
-    s = mini_build_settings()
+    build = mini_build(overrides.pop("build_seed", None), overrides.pop("build_precision", None))
+    s = mini_build_settings(build["seed"], build["precision"])
     return Profile(
         name="mini",
         device=overrides.pop("device", None) or _default_device("mini"),
@@ -98,6 +148,8 @@ def _mini(**overrides: Any) -> Profile:
         e2e_batch_size=16,
         e2e_grad_accumulation=1,
         e2e_lr=3e-4,
+        build_seed=build["seed"],
+        build_precision=build["precision"],
         notes={"data": "MiniScenes, rendered here", "models": "mini-Marigold, trained here with Marigold's recipe"},
     )
 
@@ -139,6 +191,9 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
     device = overrides.get("device")
     if device is not None and not (isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda", "mps")):
         raise ValueError(f"get_profile: `device` must be 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
-    profile = (_mini if name == "mini" else _full)(device=overrides.get("device"))
-    rest = {k: v for k, v in overrides.items() if k != "device"}
+    variant = {k: overrides[k] for k in ("build_seed", "build_precision") if k in overrides}
+    if variant and name != "mini":
+        raise TypeError(f"get_profile: {sorted(variant)} only apply to the mini profile, not {name!r}")
+    profile = (_mini if name == "mini" else _full)(device=overrides.get("device"), **variant)
+    rest = {k: v for k, v in overrides.items() if k not in ("device", *variant)}
     return dataclasses.replace(profile, **rest) if rest else profile

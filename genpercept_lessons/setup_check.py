@@ -75,7 +75,10 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
     if profile.is_mini:
         from .build import mini_asset_paths, mini_assets_ready
 
-        ready, paths = mini_assets_ready(), mini_asset_paths()
+        variant = {"seed": profile.build_seed, "precision": profile.build_precision}
+        ready, paths = mini_assets_ready(**variant), mini_asset_paths(**variant)
+        checks.append(Check("mini build", True, f"seed {profile.build_seed}, {profile.build_precision} "
+                            "(GENPERCEPT_MINI_SEED / GENPERCEPT_MINI_PRECISION pick another)"))
         for name, ok in ready.items():
             checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else "not built",
                                 "run `make assets` in a terminal (about 15 minutes on 2 CPU cores), or just "

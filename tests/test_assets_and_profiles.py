@@ -72,3 +72,76 @@ def test_profiles(monkeypatch, tmp_cache):
 def test_profile_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         get_profile(*args, **kwargs)
+
+
+# Build variants (issue: every claim must hold on every learner's build)
+def test_build_variant_follows_the_environment_and_names_its_own_folders(monkeypatch, tmp_cache):
+    from genpercept_lessons import profiles
+    from genpercept_lessons.build import mini_asset_paths
+
+    monkeypatch.delenv("GENPERCEPT_MINI_SEED", raising=False)
+    monkeypatch.delenv("GENPERCEPT_MINI_PRECISION", raising=False)
+    monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: True)
+    default = profiles.mini_build()
+    assert default == {"seed": 0, "precision": "bf16", "requested": "auto"}
+    monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: False)
+    assert profiles.mini_build()["precision"] == "fp32"  # auto = fp32 on a CPU without bf16 kernels
+    monkeypatch.setenv("GENPERCEPT_MINI_SEED", "2")
+    monkeypatch.setenv("GENPERCEPT_MINI_PRECISION", "fp32")
+    p = get_profile("mini")
+    assert (p.build_seed, p.build_precision) == (2, "fp32") and "seed 2, fp32" in p.describe()
+    assert p.depth_model == str(mini_asset_paths(2, "fp32")["depth"])
+    s = profiles.mini_build_settings()
+    assert s["vae"]["seed"] == s["depth"]["seed"] == s["normals"]["seed"] == 2 and not s["depth"]["bf16"]
+    assert s["data"] == profiles.mini_build_settings(0, "fp32")["data"]  # every build sees the same MiniScenes
+    paths = {(seed, prec): mini_asset_paths(seed, prec) for seed in (0, 1) for prec in ("fp32",)}
+    monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: True)
+    paths[(0, "bf16")] = mini_asset_paths(0, "bf16")
+    for kind in ("vae", "depth", "normals"):
+        assert len({str(v[kind]) for v in paths.values()}) == 3, kind  # seed and precision are in the cache key
+    assert len({str(v["data"]) for v in paths.values()}) == 1
+    assert get_profile("mini", build_seed=1, build_precision="bf16").build_precision == "bf16"
+
+
+def test_seed0_bf16_settings_keep_their_cache_key():
+    # a learner's existing seed-0 bf16 build stays valid: these are the hashes the build had before variants existed
+    from genpercept_lessons.profiles import mini_build_settings
+
+    s = mini_build_settings(0, "bf16") if _has_bf16() else None
+    if s is None:
+        pytest.skip("this CPU has no bf16 kernels")
+    assert {k: settings_hash(v) for k, v in s.items()} == {
+        "data": "a80eeeea6c3d", "vae": "3d7c43f1c0b5", "depth": "ec4deb850d95", "normals": "d53a2dd455f0"}
+
+
+def _has_bf16() -> bool:
+    from genpercept_lessons.profiles import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+@pytest.mark.parametrize("env, value, match", [
+    ("GENPERCEPT_MINI_SEED", "-1", "non-negative integer"),
+    ("GENPERCEPT_MINI_SEED", "one", "non-negative integer"),
+    ("GENPERCEPT_MINI_PRECISION", "fp16", "GENPERCEPT_MINI_PRECISION must be one of"),
+])
+def test_bad_build_variant_in_the_environment_is_named(monkeypatch, env, value, match):
+    from genpercept_lessons.profiles import mini_build
+
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValueError, match=match):
+        mini_build()
+
+
+def test_bf16_on_a_cpu_without_it_is_refused(monkeypatch):
+    from genpercept_lessons import mini_marigold, profiles
+
+    monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match="no bf16 kernels"):
+        profiles.mini_build(0, "bf16")
+    with pytest.raises(ValueError, match="`seed` must be"):
+        profiles.mini_build(-3, "fp32")
+    with pytest.raises(RuntimeError, match="GENPERCEPT_MINI_PRECISION=fp32"):
+        mini_marigold._use_bf16({"bf16": True})
+    with pytest.raises(TypeError, match="only apply to the mini profile"):
+        get_profile("full", build_seed=1)

@@ -1,0 +1,338 @@
+"""Build-to-build spread: run the course on several mini builds and tabulate every number it asserts or quotes.
+
+Every learner trains their own mini world (CPU kernels, bf16 or fp32, thread count), so a lesson may assert a
+direction only where it holds on every build with room to spare. ``measure`` builds one variant (seed, precision),
+runs every notebook on it with *probe* cells inserted after the cells that compute the asserted numbers, and writes
+what the probes read to ``docs/spread/<build>.json``; ``table`` turns all of them into ``docs/robustness.md``.
+
+    python -m genpercept_lessons.spread measure --seed 1 --precision fp32
+    python -m genpercept_lessons.spread table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Probe", "PROBES", "ASSET_CLAIMS", "measure_build", "write_table"]
+
+PROBE_TAG = "GENPERCEPT_PROBE "
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One number a lesson computes: read after the first cell of notebook ``lesson`` that contains ``after``.
+
+    ``expr`` is evaluated in the notebook's kernel and gives a float, or a list of floats (one per scene) for a paired
+    comparison. ``claim`` is the assert the lesson makes about it, exactly as it appears in the notebook ("" = shown,
+    not asserted); a test checks that each claim is still in its notebook.
+    """
+
+    lesson: str
+    after: str
+    name: str
+    expr: str
+    claim: str = ""
+
+
+def _p(lesson, after, *rows):
+    return [Probe(lesson, after, *row) for row in rows]
+
+
+PROBES: list[Probe] = [
+    *_p("00", 'metrics["abs_rel"] < 0.2',
+        ("00 tiny prediction AbsRel", 'metrics["abs_rel"]', 'metrics["abs_rel"] < 0.2')),
+    *_p("01", "spread < 0.1", ("01 decoded depth: std across the 3 channels", "spread", "spread < 0.1")),
+    *_p("01", "loss < 0.5 * trivial", ("01 held-out v-loss / v = 0 loss", "loss / trivial", "loss < 0.5 * trivial")),
+    *_p("01", "white_corr > pyramid_corr", ("01 layout correlation, white − multi-res noise",
+                                            "white_corr - pyramid_corr", "white_corr > pyramid_corr + 0.15")),
+    *_p("02", "runs[\"leading\"].x0_latents[0], runs[\"leading\"].start_latents",
+        ("02 corr(x0, start noise), leading", 'correlation(runs["leading"].x0_latents[0], runs["leading"].start_latents)',
+         'runs["leading"].start_latents) >= 0.99'),
+        ("02 |corr(x0, start noise)|, trailing",
+         'abs(correlation(runs["trailing"].x0_latents[0], runs["trailing"].start_latents))',
+         'runs["trailing"].start_latents)) < 0.5')),
+    *_p("02", 'results["leading"]["abs_rel"] >=',
+        ("02 AbsRel leading / trailing (1 step)", 'results["leading"]["abs_rel"] / results["trailing"]["abs_rel"]',
+         'results["leading"]["abs_rel"] >= 2 * results["trailing"]["abs_rel"]'),
+        ("02 δ1 trailing − leading (1 step)", 'results["trailing"]["delta1"] - results["leading"]["delta1"]',
+         'results["leading"]["delta1"] < results["trailing"]["delta1"]')),
+    *_p("03", "ratio = ",
+        ("03 AbsRel trailing 1 step / 50×10 ensemble", "ratio", "ratio <= "),
+        ("03 per scene: 1 step − ensemble AbsRel", "per_scene_gap", ""),
+        ("03 AbsRel leading / trailing (1 step)", 'sweep["leading"][1]["abs_rel"] / sweep["trailing"][1]["abs_rel"]',
+         'sweep["leading"][1]["abs_rel"] >= 3 * sweep["trailing"][1]["abs_rel"]'),
+        ("03 AbsRel trailing 1 step / trailing 50 steps", 'sweep["trailing"][1]["abs_rel"] / sweep["trailing"][50]["abs_rel"]',
+         ""),
+        ("03 AbsRel trailing 1 step / leading 50 steps (no ensemble)",
+         'sweep["trailing"][1]["abs_rel"] / sweep["leading"][50]["abs_rel"]', ""),
+        ("03 measured speed-up of 1 step over 50×10", "speedup", "speedup > 50")),
+    *_p("03", 'lead[50]["abs_rel"] <= 0.5',
+        ("03 AbsRel leading 50 / leading 1 step", 'lead[50]["abs_rel"] / lead[1]["abs_rel"]',
+         'lead[50]["abs_rel"] <= 0.5 * lead[1]["abs_rel"]'),
+        ("03 |leading 50 − trailing 50| / trailing 50", 'abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) / trail[50]["abs_rel"]',
+         'abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) <= 0.1 * trail[50]["abs_rel"]')),
+    *_p("04", "np.array_equal(zero_a[\"prediction\"], zero_b[\"prediction\"])",
+        ("04 AbsRel zeros / mean over 5 Gaussian seeds", 'zero_a["metrics"]["abs_rel"] / seed_abs_rel.mean()', ""),
+        ("04 AbsRel std over 5 Gaussian seeds / their mean", "seed_abs_rel.std() / seed_abs_rel.mean()", ""),
+        ("04 per scene: zeros − seed 0 AbsRel", 'zero_a["per_image"]["abs_rel"] - by_seed[0]["per_image"]["abs_rel"]', ""),
+        ("04 zeros run twice: identical (1 = yes)", 'float(np.array_equal(zero_a["prediction"], zero_b["prediction"]))',
+         'np.array_equal(zero_a["prediction"], zero_b["prediction"])')),
+    *_p("05", 'after["metrics"]["abs_rel"] < before',
+        ("05 AbsRel before E2E-FT (zero-noise 1 step)", 'before["metrics"]["abs_rel"]', ""),
+        ("05 AbsRel after E2E-FT", 'after["metrics"]["abs_rel"]', ""),
+        ("05 AbsRel after / before E2E-FT", 'after["metrics"]["abs_rel"] / before["metrics"]["abs_rel"]',
+         'after["metrics"]["abs_rel"] < before["metrics"]["abs_rel"]'),
+        ("05 per scene: after − before E2E-FT", 'after["per_image"]["abs_rel"] - before["per_image"]["abs_rel"]', ""),
+        ("05 per scene: E2E-FT − ensemble (subset)",
+         'after_subset["per_image"]["abs_rel"] - ensemble["per_image"]["abs_rel"]', ""),
+        ("05 AbsRel E2E-FT / 50×10 ensemble (subset)", 'after_subset["metrics"]["abs_rel"] / ensemble["metrics"]["abs_rel"]',
+         'after_subset["metrics"]["abs_rel"] < ensemble["metrics"]["abs_rel"]')),
+    *_p("05", 'scores["fresh UNet',
+        ("05 ablation: Marigold init, zeros", 'scores["Marigold init, zeros"]', ""),
+        ("05 ablation: Gaussian / zeros", 'scores["Marigold init, Gaussian"] / scores["Marigold init, zeros"]', ""),
+        ("05 ablation: fresh UNet / Marigold init", 'scores["fresh UNet, zeros"] / scores["Marigold init, zeros"]',
+         'scores["fresh UNet, zeros"] > 1.3 * scores["Marigold init, zeros"]')),
+    *_p("06", 'one_step["metrics"]["mean"] < 0.6',
+        ("06 mean angle trailing 1 step, z = 0", 'one_step["metrics"]["mean"]', ""),
+        ("06 mean angle 1 step / constant map", 'one_step["metrics"]["mean"] / const_metrics["mean"]',
+         'one_step["metrics"]["mean"] < 0.6 * const_metrics["mean"]'),
+        ("06 mean angle 1 step / 50 steps", 'one_step["metrics"]["mean"] / fifty["metrics"]["mean"]', ""),
+        ("06 per scene: 1 step − 50 steps mean angle", 'one_step["per_image"]["mean"] - fifty["per_image"]["mean"]', "")),
+    *_p("06", 'after["metrics"]["mean"] < one_step',
+        ("06 mean angle after E2E-FT", 'after["metrics"]["mean"]', ""),
+        ("06 mean angle after / before E2E-FT", 'after["metrics"]["mean"] / one_step["metrics"]["mean"]',
+         'after["metrics"]["mean"] < one_step["metrics"]["mean"]')),
+    *_p("07", 'results[decoder]["abs_rel"] < 0.6',
+        ("07 one-step AbsRel, VAE decoder", 'results["vae"]["abs_rel"]', ""),
+        ("07 one-step AbsRel, DPT-style head", 'results["head"]["abs_rel"]', ""),
+        ("07 worst decoder / constant AbsRel", 'max(results["vae"]["abs_rel"], results["head"]["abs_rel"]) / constant["abs_rel"]',
+         'results[decoder]["abs_rel"] < 0.6 * constant["abs_rel"]')),
+    *_p("07", 'seg_scores["miou"] > base',
+        ("07 mIoU, head", 'seg_scores["miou"]', ""),
+        ("07 mIoU head − majority baseline", 'seg_scores["miou"] - base_scores["miou"]',
+         'seg_scores["miou"] > base_scores["miou"] + 0.1')),
+    *_p("08", 'scale_only["abs_rel"] > library',
+        ("08 AbsRel scale only / scale and shift", 'scale_only["abs_rel"] / library["abs_rel"]',
+         'scale_only["abs_rel"] > library["abs_rel"]'),
+        ("08 AbsRel half resolution / full", 'half["abs_rel"] / library["abs_rel"]', 'half["abs_rel"] > library["abs_rel"]')),
+    *_p("08", 'constant["abs_rel"] > 1.5',
+        ("08 AbsRel constant / model", 'constant["abs_rel"] / library["abs_rel"]',
+         'constant["abs_rel"] > 1.5 * library["abs_rel"]')),
+    *_p("08", "values[0] > 2 * values[1]",
+        ("08 leading 1 step / trailing 1 step", "values[0] / values[1]", "values[0] > 2 * values[1]"),
+        ("08 E2E-FT (60 steps) / zero-noise 1 step", "values[-1] / values[2]", "values[-1] < values[2]")),
+]
+
+# the build's own quality gates (tests/test_mini_assets.py) and the numbers the README quotes, from the metadata
+ASSET_CLAIMS: dict[str, str] = {
+    "build: VAE scaling factor": "",
+    "build: VAE depth round-trip AbsRel": "",
+    "build: depth trailing 1 step AbsRel": "<= 0.13",
+    "build: depth zero-noise 1 step AbsRel": "",
+    "build: depth leading / trailing": ">= 3",
+    "build: depth trailing / constant map": "<= 0.5",
+    "build: depth zero-noise / Gaussian start": "",
+    "build: normals trailing 1 step mean°": "<= 16",
+    "build: normals zero-noise 1 step mean°": "",
+    "build: normals leading / trailing": ">= 3",
+    "build: normals trailing / constant map": "<= 0.5",
+    "build: normals zero-noise / Gaussian start": "",
+    "build: VAE training s": "",
+    "build: depth UNet training s": "",
+    "build: normals UNet training s": "",
+}
+
+
+def _asset_numbers(seed: int, precision: str) -> dict[str, float]:
+    from .build import mini_asset_paths, read_metadata
+
+    paths = mini_asset_paths(seed, precision)
+    vae = read_metadata(paths["vae"])["report"]
+    out = {"build: VAE scaling factor": vae["scaling_factor"],
+           "build: VAE depth round-trip AbsRel": vae["depth_roundtrip_abs_rel"],
+           "build: VAE training s": vae["train_seconds"]}
+    for task, key, unit in (("depth", "abs_rel", " AbsRel"), ("normals", "mean", " mean°")):
+        meta = read_metadata(paths[task])
+        q = meta["held_out"]
+        trailing = q["trailing_1step"][key]
+        out[f"build: {task} trailing 1 step{unit}"] = trailing
+        out[f"build: {task} zero-noise 1 step{unit}"] = q["trailing_1step_zero_noise"][key]
+        out[f"build: {task} leading / trailing"] = q["leading_1step"][key] / trailing
+        out[f"build: {task} trailing / constant map"] = trailing / q["constant_mean_map"][key]
+        out[f"build: {task} zero-noise / Gaussian start"] = q["trailing_1step_zero_noise"][key] / trailing
+        out[f"build: {task} UNet training s"] = meta["report"]["train_seconds"]
+    return out
+
+
+def _probe_source(probes: list[Probe]) -> str:
+    pairs = json.dumps([(p.name, p.expr) for p in probes])
+    return ("import json as _probe_json\n_probe_out = {}\n"
+            f"for _probe_name, _probe_expr in {pairs}:\n"
+            "    try:\n"
+            "        _probe_v = eval(_probe_expr)\n"
+            "        _probe_out[_probe_name] = ([float(x) for x in _probe_v] if hasattr(_probe_v, '__len__')\n"
+            "                                   else float(_probe_v))\n"
+            "    except Exception as _probe_err:\n"
+            "        _probe_out[_probe_name] = f'error: {type(_probe_err).__name__}: {_probe_err}'\n"
+            f"print({PROBE_TAG!r} + _probe_json.dumps(_probe_out))\n")
+
+
+def _with_probes(nb, probes: list[Probe]):
+    """The notebook with a probe cell after each cell that a probe names; raises if a marker matches no cell."""
+    import nbformat
+
+    by_cell: dict[int, list[Probe]] = {}
+    for p in probes:
+        hits = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and p.after in c.source]
+        if not hits:
+            raise ValueError(f"probe {p.name!r}: no code cell of lesson {p.lesson} contains {p.after!r}")
+        by_cell.setdefault(hits[0], []).append(p)
+    for i in sorted(by_cell, reverse=True):
+        nb.cells.insert(i + 1, nbformat.v4.new_code_cell(_probe_source(by_cell[i])))
+    return nb
+
+
+def _run_notebook(path: Path, probes: list[Probe], timeout: int) -> dict[str, Any]:
+    """Execute one notebook with probes (errors recorded, not raised); its probe values, failed cells and run time."""
+    import nbformat
+
+    from .course_site import _client_class
+
+    nb = _with_probes(nbformat.read(str(path), as_version=4), probes)
+    client = _client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
+                             resources={"metadata": {"path": str(path.parent.resolve())}})
+    start = time.perf_counter()
+    client.execute(env={**os.environ, "GENPERCEPT_PROFILE": "mini", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    values, errors = {}, []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and PROBE_TAG in out.get("text", ""):
+                for line in out["text"].splitlines():
+                    if line.startswith(PROBE_TAG):
+                        values.update(json.loads(line[len(PROBE_TAG):]))
+            elif out.get("output_type") == "error":
+                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                errors.append(f"cell {i} ({first[:50]!r}): {out['ename']}: {out['evalue'][:200]}")
+    return {"values": values, "errors": errors, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _build_name(seed: int, precision: str) -> str:
+    return f"seed{seed}-{precision}"
+
+
+def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/spread",
+                  notebooks_dir: str | os.PathLike = "notebooks", timeout: int = 1800) -> Path:
+    """Build the mini variant (if the cache lacks it), run every lesson on it, write ``<out_dir>/<build>.json``."""
+    import platform
+
+    from .build import build_mini_assets
+    from .profiles import mini_build
+
+    variant = mini_build(seed, precision)
+    seed, precision = variant["seed"], variant["precision"]
+    os.environ["GENPERCEPT_MINI_SEED"], os.environ["GENPERCEPT_MINI_PRECISION"] = str(seed), precision  # kernels
+    t0 = time.perf_counter()
+    build_mini_assets(seed, precision)
+    record: dict[str, Any] = {"build": _build_name(seed, precision), "seed": seed, "precision": precision,
+                              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                              "build_seconds_this_run": round(time.perf_counter() - t0, 1),
+                              "values": _asset_numbers(seed, precision), "errors": {}, "lesson_seconds": {}}
+    for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        lesson = path.name[:2]
+        result = _run_notebook(path, [p for p in PROBES if p.lesson == lesson], timeout)
+        record["values"].update(result["values"])
+        record["lesson_seconds"][lesson] = result["seconds"]
+        if result["errors"]:
+            record["errors"][lesson] = result["errors"]
+        print(f"lesson {lesson}: {result['seconds']:.0f} s, {len(result['errors'])} failed cell(s)", flush=True)
+    out = Path(out_dir) / f"{record['build']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from .assets import atomic_write_bytes
+
+    atomic_write_bytes(out, json.dumps(record, indent=1, sort_keys=True).encode())
+    print(f"wrote {out}")
+    return out
+
+
+def _summary(v) -> tuple[float, str]:
+    """(the number compared across builds, its text): a float as is; per-scene lists as their mean ± sd."""
+    import numpy as np
+
+    if isinstance(v, list):
+        a = np.asarray(v, dtype=float)
+        return float(a.mean()), f"{a.mean():+.4f} ± {a.std(ddof=1):.4f} ({int((a < 0).sum())}/{len(a)} < 0)"
+    if isinstance(v, str):
+        return float("nan"), v
+    return float(v), f"{v:.4g}"
+
+
+def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLike = "docs/robustness.md") -> Path:
+    """Every probe and asset number across the measured builds, with min and max, as a markdown table."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(in_dir).glob("seed*.json"))]
+    if not records:
+        raise FileNotFoundError(f"no seed*.json in {in_dir}: run `python -m genpercept_lessons.spread measure` first")
+    builds = [r["build"] for r in records]
+    claims = {**ASSET_CLAIMS, **{p.name: p.claim for p in PROBES}}
+    lines = ["# How much the mini world varies between builds", "",
+             "Written by `python -m genpercept_lessons.spread table` from `docs/spread/*.json` (one file per build, "
+             "written by `python -m genpercept_lessons.spread measure --seed S --precision P`). Each build trains "
+             "its own VAE and UNets; the MiniScenes are the same for all. A lesson asserts a direction only where it "
+             "holds on every build here with room to spare. Per-scene rows show the mean ± sd over scenes of a paired "
+             "difference and how many scenes favour the first arm.", "",
+             "| number | asserted | " + " | ".join(builds) + " | min | max |",
+             "|---|---|" + "---|" * (len(builds) + 2)]
+    for name, claim in claims.items():
+        cells, nums = [], []
+        for r in records:
+            v = r["values"].get(name)
+            if v is None:
+                cells.append("—")
+                continue
+            num, text = _summary(v)
+            cells.append(text)
+            if num == num:
+                nums.append(num)
+        lo, hi = (f"{min(nums):.4g}", f"{max(nums):.4g}") if nums else ("—", "—")
+        lines.append(f"| {name} | {('`' + claim + '`') if claim else ''} | " + " | ".join(cells) + f" | {lo} | {hi} |")
+    lines += ["", "## Run times (s)", "", "| build | build this run | " + " | ".join(
+        sorted(records[0]["lesson_seconds"])) + " | machine |", "|---|---|" + "---|" * (len(records[0]["lesson_seconds"]) + 1)]
+    for r in records:
+        secs = [f"{r['lesson_seconds'].get(k, float('nan')):.0f}" for k in sorted(records[0]["lesson_seconds"])]
+        lines.append(f"| {r['build']} | {r['build_seconds_this_run']:.0f} | " + " | ".join(secs) + f" | {r['machine']} |")
+    failed = [(r["build"], lesson, e) for r in records for lesson, errs in r["errors"].items() for e in errs]
+    lines += ["", "## Failed cells", ""] + ([f"- {b}, lesson {lesson}: {e}" for b, lesson, e in failed] or ["none"])
+    out = Path(out)
+    from .assets import atomic_write_bytes
+
+    atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
+    print(f"wrote {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m genpercept_lessons.spread measure|table``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.spread", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("measure", help="build one variant if needed and run every lesson on it with probes")
+    m.add_argument("--seed", type=int, default=None, help="default: $GENPERCEPT_MINI_SEED or 0")
+    m.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                   help="default: $GENPERCEPT_MINI_PRECISION or auto")
+    m.add_argument("--out", default="docs/spread")
+    t = sub.add_parser("table", help="tabulate docs/spread/*.json into docs/robustness.md")
+    t.add_argument("--out", default="docs/robustness.md")
+    args = parser.parse_args(argv)
+    if args.command == "measure":
+        measure_build(args.seed, args.precision, args.out)
+    else:
+        write_table(out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
