@@ -5,7 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup assets lab test test-lib test-notebooks course clean-venv
+SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
+
+.PHONY: setup assets lab test test-lib test-notebooks course spread clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +36,11 @@ test-notebooks: assets
 course: setup assets  ## execute every notebook (mini profile) and write the course as an HTML site in site/
 	$(PY) -m genpercept_lessons course --out site
 	@echo "open site/index.html"
+
+spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on it, tabulate docs/robustness.md (~20 min a build)
+	for b in $(SPREAD_BUILDS); do \
+	  $(PY) -m genpercept_lessons.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
+	$(PY) -m genpercept_lessons.spread table
 
 clean-venv:
 	rm -rf $(VENV)

@@ -227,9 +227,12 @@ def _environment_line() -> str:
 
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
     versions = [f"{p} {installed[p]}" for p in _PACKAGES if p in installed]
+    from .profiles import mini_build
+
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    build = mini_build()
     return (f"Built {when} on {platform.platform()} ({os.cpu_count()} CPU cores), Python {sys.version.split()[0]}, "
-            f"mini profile. Packages: {', '.join(versions)}.")
+            f"mini profile, mini build seed {build['seed']} ({build['precision']}). Packages: {', '.join(versions)}.")
 
 
 def _index_page(lessons: list[dict]) -> str:
