@@ -63,14 +63,19 @@ PROBES: list[Probe] = [
         ("02 δ1 trailing − leading (1 step)", 'results["trailing"]["delta1"] - results["leading"]["delta1"]',
          'results["leading"]["delta1"] < results["trailing"]["delta1"]')),
     *_p("03", "ratio = ",
-        ("03 AbsRel trailing 1 step / 50×10 ensemble", "ratio", "ratio <= "),
+        ("03 AbsRel trailing 1 step / 50×10 ensemble", "ratio", "ratio <= 1.3"),
         ("03 per scene: 1 step − ensemble AbsRel", "per_scene_gap", ""),
         ("03 AbsRel leading / trailing (1 step)", 'sweep["leading"][1]["abs_rel"] / sweep["trailing"][1]["abs_rel"]',
          'sweep["leading"][1]["abs_rel"] >= 3 * sweep["trailing"][1]["abs_rel"]'),
         ("03 AbsRel trailing 1 step / trailing 50 steps", 'sweep["trailing"][1]["abs_rel"] / sweep["trailing"][50]["abs_rel"]',
          ""),
         ("03 AbsRel trailing 1 step / leading 50 steps (no ensemble)",
-         'sweep["trailing"][1]["abs_rel"] / sweep["leading"][50]["abs_rel"]', ""),
+         'sweep["trailing"][1]["abs_rel"] / sweep["leading"][50]["abs_rel"]',
+         'sweep["trailing"][1]["abs_rel"] < sweep["leading"][50]["abs_rel"]'),
+        ("03 per scene: trailing 1 step − leading 50 steps", 'per_scene["trailing"][1] - per_scene["leading"][50]', ""),
+        ("03 AbsRel ensemble / one leading 50-step member (same scenes)",
+         'ensemble["metrics"]["abs_rel"] / per_scene["leading"][50][:N_ENSEMBLE].mean()',
+         'ensemble["metrics"]["abs_rel"] < member'),
         ("03 measured speed-up of 1 step over 50×10", "speedup", "speedup > 50")),
     *_p("03", 'lead[50]["abs_rel"] <= 0.5',
         ("03 AbsRel leading 50 / leading 1 step", 'lead[50]["abs_rel"] / lead[1]["abs_rel"]',
@@ -78,7 +83,8 @@ PROBES: list[Probe] = [
         ("03 |leading 50 − trailing 50| / trailing 50", 'abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) / trail[50]["abs_rel"]',
          'abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) <= 0.1 * trail[50]["abs_rel"]')),
     *_p("04", "np.array_equal(zero_a[\"prediction\"], zero_b[\"prediction\"])",
-        ("04 AbsRel zeros / mean over 5 Gaussian seeds", 'zero_a["metrics"]["abs_rel"] / seed_abs_rel.mean()', ""),
+        ("04 AbsRel zeros / mean over 5 Gaussian seeds", 'zero_a["metrics"]["abs_rel"] / seed_abs_rel.mean()',
+         "abs(rel - 1) < 0.1"),
         ("04 AbsRel std over 5 Gaussian seeds / their mean", "seed_abs_rel.std() / seed_abs_rel.mean()", ""),
         ("04 per scene: zeros − seed 0 AbsRel", 'zero_a["per_image"]["abs_rel"] - by_seed[0]["per_image"]["abs_rel"]', ""),
         ("04 zeros run twice: identical (1 = yes)", 'float(np.array_equal(zero_a["prediction"], zero_b["prediction"]))',
@@ -92,7 +98,7 @@ PROBES: list[Probe] = [
         ("05 per scene: E2E-FT − ensemble (subset)",
          'after_subset["per_image"]["abs_rel"] - ensemble["per_image"]["abs_rel"]', ""),
         ("05 AbsRel E2E-FT / 50×10 ensemble (subset)", 'after_subset["metrics"]["abs_rel"] / ensemble["metrics"]["abs_rel"]',
-         'after_subset["metrics"]["abs_rel"] < ensemble["metrics"]["abs_rel"]')),
+         'after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"]')),
     *_p("05", 'scores["fresh UNet',
         ("05 ablation: Marigold init, zeros", 'scores["Marigold init, zeros"]', ""),
         ("05 ablation: Gaussian / zeros", 'scores["Marigold init, Gaussian"] / scores["Marigold init, zeros"]', ""),
@@ -102,7 +108,8 @@ PROBES: list[Probe] = [
         ("06 mean angle trailing 1 step, z = 0", 'one_step["metrics"]["mean"]', ""),
         ("06 mean angle 1 step / constant map", 'one_step["metrics"]["mean"] / const_metrics["mean"]',
          'one_step["metrics"]["mean"] < 0.6 * const_metrics["mean"]'),
-        ("06 mean angle 1 step / 50 steps", 'one_step["metrics"]["mean"] / fifty["metrics"]["mean"]', ""),
+        ("06 mean angle 1 step / 50 steps", 'one_step["metrics"]["mean"] / fifty["metrics"]["mean"]',
+         'one_step["metrics"]["mean"] <= fifty["metrics"]["mean"]'),
         ("06 per scene: 1 step − 50 steps mean angle", 'one_step["per_image"]["mean"] - fifty["per_image"]["mean"]', "")),
     *_p("06", 'after["metrics"]["mean"] < one_step',
         ("06 mean angle after E2E-FT", 'after["metrics"]["mean"]', ""),
@@ -126,7 +133,7 @@ PROBES: list[Probe] = [
          'constant["abs_rel"] > 1.5 * library["abs_rel"]')),
     *_p("08", "values[0] > 2 * values[1]",
         ("08 leading 1 step / trailing 1 step", "values[0] / values[1]", "values[0] > 2 * values[1]"),
-        ("08 E2E-FT (60 steps) / zero-noise 1 step", "values[-1] / values[2]", "values[-1] < values[2]")),
+        ("08 E2E-FT (60 steps) / zero-noise 1 step", "values[-1] / values[2]", "values[-1] < 1.05 * values[2]")),
 ]
 
 # the build's own quality gates (tests/test_mini_assets.py) and the numbers the README quotes, from the metadata
@@ -137,12 +144,12 @@ ASSET_CLAIMS: dict[str, str] = {
     "build: depth zero-noise 1 step AbsRel": "",
     "build: depth leading / trailing": ">= 3",
     "build: depth trailing / constant map": "<= 0.5",
-    "build: depth zero-noise / Gaussian start": "",
+    "build: depth zero-noise / Gaussian start": "within ±10 %",
     "build: normals trailing 1 step mean°": "<= 16",
     "build: normals zero-noise 1 step mean°": "",
     "build: normals leading / trailing": ">= 3",
     "build: normals trailing / constant map": "<= 0.5",
-    "build: normals zero-noise / Gaussian start": "",
+    "build: normals zero-noise / Gaussian start": "within ±10 %",
     "build: VAE training s": "",
     "build: depth UNet training s": "",
     "build: normals UNet training s": "",
@@ -227,8 +234,12 @@ def _build_name(seed: int, precision: str) -> str:
 
 
 def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/spread",
-                  notebooks_dir: str | os.PathLike = "notebooks", timeout: int = 1800) -> Path:
-    """Build the mini variant (if the cache lacks it), run every lesson on it, write ``<out_dir>/<build>.json``."""
+                  notebooks_dir: str | os.PathLike = "notebooks", timeout: int = 1800,
+                  lessons: list[str] | None = None) -> Path:
+    """Build the mini variant (if the cache lacks it), run every lesson on it, write ``<out_dir>/<build>.json``.
+
+    ``lessons`` (e.g. ["03"]) re-runs only those and updates their numbers in an existing file.
+    """
     import platform
 
     from .build import build_mini_assets
@@ -239,19 +250,28 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
     os.environ["GENPERCEPT_MINI_SEED"], os.environ["GENPERCEPT_MINI_PRECISION"] = str(seed), precision  # kernels
     t0 = time.perf_counter()
     build_mini_assets(seed, precision)
+    out = Path(out_dir) / f"{_build_name(seed, precision)}.json"
     record: dict[str, Any] = {"build": _build_name(seed, precision), "seed": seed, "precision": precision,
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                               "build_seconds_this_run": round(time.perf_counter() - t0, 1),
                               "values": _asset_numbers(seed, precision), "errors": {}, "lesson_seconds": {}}
+    if lessons:
+        if not out.is_file():
+            raise FileNotFoundError(f"--lessons updates an existing measurement, but {out} does not exist")
+        old = json.loads(out.read_text())
+        drop = {p.name for p in PROBES if p.lesson in lessons}
+        record = {**old, "values": {k: v for k, v in old["values"].items() if k not in drop},
+                  "errors": {k: v for k, v in old["errors"].items() if k not in lessons}}
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
         lesson = path.name[:2]
+        if lessons and lesson not in lessons:
+            continue
         result = _run_notebook(path, [p for p in PROBES if p.lesson == lesson], timeout)
         record["values"].update(result["values"])
         record["lesson_seconds"][lesson] = result["seconds"]
         if result["errors"]:
             record["errors"][lesson] = result["errors"]
         print(f"lesson {lesson}: {result['seconds']:.0f} s, {len(result['errors'])} failed cell(s)", flush=True)
-    out = Path(out_dir) / f"{record['build']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     from .assets import atomic_write_bytes
 
@@ -324,11 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                    help="default: $GENPERCEPT_MINI_PRECISION or auto")
     m.add_argument("--out", default="docs/spread")
+    m.add_argument("--lessons", nargs="+", default=None, help="re-run only these lessons (e.g. 03 05) of a measured build")
     t = sub.add_parser("table", help="tabulate docs/spread/*.json into docs/robustness.md")
     t.add_argument("--out", default="docs/robustness.md")
     args = parser.parse_args(argv)
     if args.command == "measure":
-        measure_build(args.seed, args.precision, args.out)
+        measure_build(args.seed, args.precision, args.out, lessons=args.lessons)
     else:
         write_table(out=args.out)
     return 0

@@ -129,6 +129,28 @@ def test_doctor_exits_0_when_the_essentials_pass(monkeypatch, capsys):
     assert "Next step:" in out and "make lab" in out
 
 
+def test_doctor_and_paths_name_the_build_variant(tmp_cache, monkeypatch, capsys):
+    monkeypatch.setenv("GENPERCEPT_MINI_SEED", "3")
+    monkeypatch.setenv("GENPERCEPT_MINI_PRECISION", "fp32")
+    main(["doctor", "--profile", "mini"])
+    out = capsys.readouterr().out
+    assert "mini build: seed 3, fp32" in out and "✓ mini build: seed 3, fp32" in out
+    assert main(["paths"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mini build: seed 3, fp32 (asked for: fp32)")
+    assert str(build.mini_asset_paths(3, "fp32")["depth"]) in out
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["paths"], ["assets"]])
+def test_a_bad_build_variant_fails_in_one_line(command, tmp_cache, monkeypatch, capsys):
+    monkeypatch.setenv("GENPERCEPT_MINI_PRECISION", "half")
+    assert main(command) in (1, 2)
+    err = capsys.readouterr().err
+    _no_traceback(err)
+    assert "GENPERCEPT_MINI_PRECISION must be one of" in err and "'half'" in err
+    assert not tmp_cache.exists()  # nothing was built
+
+
 def test_low_ram_is_advisory_only():
     checks = [Check("torch", True, "2.4"), Check("RAM", False, "1 GB free", "close programs")]
     assert essential_failures(checks) == []

@@ -47,15 +47,16 @@ def test_load_marigold_returns_the_mini_pipelines(profile):
     assert type(load_marigold(profile, "normals")).__name__ == "MarigoldNormalsPipeline"
 
 
-# Issue 2's targets, on the 200 held-out scenes the build evaluated (numbers in the README).
+# The build's quality gates, on the 200 held-out scenes it evaluated. Every learner trains their own build, so each
+# threshold leaves room beyond the worst of the builds measured in docs/robustness.md (seeds 0-3, bf16 and fp32).
 def test_depth_model_shows_the_bug_and_beats_the_baseline(profile):
     q = read_metadata(profile.depth_model)["held_out"]
     trailing, leading = q["trailing_1step"]["abs_rel"], q["leading_1step"]["abs_rel"]
     assert trailing <= 0.13, q
     assert leading >= 3 * trailing, q
     assert trailing <= 0.5 * q["constant_mean_map"]["abs_rel"], q
-    # from t = 999 the start noise enters x0 with weight 0.068 (lesson 04): zeros make it deterministic at no real cost
-    assert q["trailing_1step_zero_noise"]["abs_rel"] <= 1.02 * trailing, q
+    # zeros vs a Gaussian start: a few % apart, better on some builds and worse on others (lesson 04), so only "close"
+    assert abs(q["trailing_1step_zero_noise"]["abs_rel"] / trailing - 1) <= 0.1, q
 
 
 def test_normals_model_shows_the_bug_and_beats_the_baseline(profile):
@@ -64,7 +65,7 @@ def test_normals_model_shows_the_bug_and_beats_the_baseline(profile):
     assert trailing <= 16.0, q  # mean angular error in degrees
     assert trailing <= 0.5 * q["constant_mean_map"]["mean"], q
     assert leading >= 3 * trailing, q
-    assert q["trailing_1step_zero_noise"]["mean"] <= 1.02 * trailing, q
+    assert abs(q["trailing_1step_zero_noise"]["mean"] / trailing - 1) <= 0.1, q
 
 
 def test_vae_metadata_records_scaling_factor(profile):
