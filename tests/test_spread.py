@@ -75,6 +75,17 @@ def test_table_shows_every_build_with_min_max_and_paired_spread(tmp_path):
     assert "+0.0000 ± 0.0265 (1/3 < 0)" in paired
 
 
+def test_gates_are_judged_per_build():
+    from genpercept_lessons.spread import _meets
+
+    assert _meets(0.12, "<= 0.13") and not _meets(0.131, "<= 0.13")
+    assert _meets(3.5, ">= 3") and not _meets(2.9, ">= 3")
+    assert _meets(0.95, "within ±10 %") and not _meets(1.11, "within ±10 %")
+    for gate in ASSET_CLAIMS.values():
+        if gate:
+            _meets(1.0, gate)  # every gate in the table parses
+
+
 def test_table_without_measurements_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="spread measure"):
         write_table(tmp_path, tmp_path / "out.md")
