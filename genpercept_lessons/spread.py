@@ -331,7 +331,8 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
             if num == num:
                 nums.append(num)
         lo, hi = (f"{min(nums):.4g}", f"{max(nums):.4g}") if nums else ("—", "—")
-        lines.append(f"| {name} | {('`' + claim + '`') if claim else ''} | " + " | ".join(cells) + f" | {lo} | {hi} |")
+        cell = name.replace("|", "\\|")
+        lines.append(f"| {cell} | {('`' + claim + '`') if claim else ''} | " + " | ".join(cells) + f" | {lo} | {hi} |")
     lines += ["", "## Run times (s)", "", "| build | build this run | " + " | ".join(
         sorted(records[0]["lesson_seconds"])) + " | machine |", "|---|---|" + "---|" * (len(records[0]["lesson_seconds"]) + 1)]
     for r in records:

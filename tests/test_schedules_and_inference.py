@@ -134,7 +134,8 @@ def test_evaluate_reports_metrics_time_and_prediction(tiny_depth, tmp_cache):
     scenes = load_miniscenes("test", settings={"version": 1, "seed": 1, "n_train": 1, "n_test": 3, "height": 16,
                                                "width": 16})
     r = evaluate(tiny_depth, scenes, n=2, steps=1, spacing="trailing", noise="zeros")
-    assert set(r) == {"metrics", "seconds", "prediction"} and r["prediction"].shape == (2, 16, 16)
+    assert set(r) == {"metrics", "per_image", "seconds", "prediction"} and r["prediction"].shape == (2, 16, 16)
+    assert r["metrics"]["abs_rel"] == pytest.approx(float(np.mean(r["per_image"]["abs_rel"])))
     assert 0 <= r["metrics"]["abs_rel"] and r["seconds"] > 0
     with pytest.raises(ValueError, match="`n`"):
         evaluate(tiny_depth, scenes, n=5)
