@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
 
-.PHONY: setup assets lab test test-lib test-notebooks course spread clean-venv
+.PHONY: setup assets lab test test-lib test-notebooks course spread clean-venv mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,6 @@ spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on 
 
 clean-venv:
 	rm -rf $(VENV)
+
+mutation: setup  ## plant curated one-line bugs one at a time, run the fast unit tests on each, write docs/mutation_report.md (~20 min)
+	$(PY) tools/mutation_check.py

@@ -57,6 +57,19 @@ def test_normals_face_the_camera_and_flag_discontinuities():
     np.testing.assert_allclose(n2[ok2], np.tile([0, 1.0, 0], (ok2.sum(), 1)), atol=1e-5)
 
 
+def test_discontinuities_are_relative_to_the_depth():
+    # a 6 cm step at 0.5 m (12 %) is an edge; a 2 m step at 40 m (5 %) is not (max_rel_jump 0.1)
+    K = np.array([[40.0, 0, 8], [0, 40.0, 8], [0, 0, 1]])
+    near = np.full((16, 16), 0.5)
+    near[:, 8:] = 0.44
+    _, valid = normals_from_depth(near, K, np.ones((16, 16), bool))
+    assert not valid[5:10, 7:9].any() and valid[5:10, 3:6].all() and valid[5:10, 10:13].all()
+    far = np.full((16, 16), 40.0)
+    far[:, 8:] = 38.0
+    _, valid = normals_from_depth(far, K, np.ones((16, 16), bool))
+    assert valid[1:-1, 1:-1].all()
+
+
 def test_masked_neighbours_are_invalid():
     K = np.array([[40.0, 0, 8], [0, 40.0, 8], [0, 0, 1]])
     mask = np.ones((16, 16), bool)
@@ -101,6 +114,9 @@ def test_intrinsics_under_resize_and_crop():
     K = np.array([[886.81, 0, 512], [0, 886.81, 384], [0, 0, 1]])
     K2 = resize_intrinsics(K, (768, 1024), (480, 640))
     np.testing.assert_allclose(K2, [[554.25625, 0, 320], [0, 554.25625, 240], [0, 0, 1]], rtol=1e-6)
+    # height and width scale separately: H 96 -> 48 (x0.5), W 128 -> 32 (x0.25)
+    K4 = resize_intrinsics(np.array([[100.0, 0, 64], [0, 90.0, 48], [0, 0, 1]]), (96, 128), (48, 32))
+    np.testing.assert_allclose(K4, [[25, 0, 16], [0, 45, 24], [0, 0, 1]], rtol=1e-6)
     K3 = crop_intrinsics(np.array([[725.0087, 0, 621], [0, 725.0087, 187.5], [0, 0, 1]]), 23, 13)
     np.testing.assert_allclose(K3[:2, 2], [608, 164.5])
 

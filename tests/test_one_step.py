@@ -7,7 +7,8 @@ import torch
 
 from genpercept_lessons.heads import DPTHead, UNetFeatures
 from genpercept_lessons.metrics import mean_iou
-from genpercept_lessons.one_step import beta_one_scheduler, predict_one_step, rgb_only_unet, train_one_step
+from genpercept_lessons.one_step import (OneStepModel, beta_one_scheduler, predict_one_step, rgb_only_unet,
+                                         train_one_step)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,71 @@ def test_beta_one_makes_every_timestep_identical(spacing):
     s.set_timesteps(1)
     v, z = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     assert torch.allclose(s.step(v, s.timesteps[0], z).pred_original_sample, -v)
+
+
+def _untrained(pipe, task="depth", decoder="vae"):
+    """A one-step model straight from the (random) tiny Marigold weights, with its own copy of the VAE."""
+    import copy
+
+    from genpercept_lessons.inference import empty_text_embedding
+
+    unet = rgb_only_unet(pipe.unet).eval()
+    head = None
+    if decoder == "head":
+        torch.manual_seed(0)
+        head = DPTHead(list(reversed(unet.config.block_out_channels)), 5 if task == "segmentation" else 1, upsample=2)
+    return OneStepModel(unet, copy.deepcopy(pipe.vae), empty_text_embedding(pipe), task, decoder, head)
+
+
+def test_vae_forward_is_the_beta_one_step_decoded_as_the_channel_mean(depth_pipe, ds):
+    """forward = one UNet call at t = 999 on the scaled RGB latent, x̂0 from the β = 1 scheduler (= −v̂), decoded,
+    and the mean of the decoded channels (as Marigold's decoder reads depth)."""
+    model = _untrained(depth_pipe)
+    vae, sf = model.vae, model.vae.config.scaling_factor
+    rgb = torch.from_numpy(ds[:2]["image"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    seen = {}
+
+    def unet_spy(module, args, kwargs, output):
+        seen["x"], seen["t"], seen["v"] = args[0], args[1], output.sample
+
+    real_decode = vae.decode
+
+    def decode_spy(x, *args, **kwargs):
+        out = real_decode(x, *args, **kwargs)
+        seen["decoded_in"], seen["image"] = x, out.sample
+        return out
+
+    vae.decode = decode_spy
+    hook = model.unet.register_forward_hook(unet_spy, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            depth = model.forward(rgb)
+            latent = vae.encode(rgb).latent_dist.mode() * sf
+    finally:
+        hook.remove()
+    torch.testing.assert_close(seen["x"], latent)
+    assert int(seen["t"]) == 999
+    s = beta_one_scheduler()
+    s.set_timesteps(1)
+    x0 = s.step(seen["v"], 999, latent).pred_original_sample  # the scheduler lesson 07 teaches
+    torch.testing.assert_close(seen["decoded_in"] * sf, x0)
+    assert depth.shape == (2, 16, 16)
+    torch.testing.assert_close(depth, seen["image"].mean(1))
+    assert (seen["image"][:, 0] - seen["image"].mean(1)).abs().max() > 1e-3  # channel 0 alone would differ
+
+
+@pytest.mark.parametrize("task, decoder", [("depth", "vae"), ("segmentation", "head")])
+def test_predict_one_step_is_forward_on_rgb_in_minus_one_to_one(depth_pipe, ds, task, decoder):
+    model = _untrained(depth_pipe, task, decoder)
+    images = ds[:3]["image"]
+    got = predict_one_step(model, images, batch_size=2)
+    rgb = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        want = torch.cat([model.forward(rgb[:2]), model.forward(rgb[2:])])  # the same batches of 2
+    if task == "segmentation":
+        assert got.dtype == np.uint8 and np.array_equal(got, want.argmax(1).numpy())
+    else:
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_rgb_only_unet_keeps_the_rgb_half(depth_pipe):

@@ -49,6 +49,13 @@ def test_depth_range_is_applied_when_depth_is_given():
     assert evaluation_mask(crop_free, np.ones((2, 2), bool), depth).tolist() == [[False, True], [True, False]]
 
 
+def test_depth_range_bounds_are_exclusive():
+    # Marigold: valid = (depth > min_depth) & (depth < max_depth); depth exactly at either bound is not scored
+    depth = np.array([[1e-3, 10.0, 5.0, 1.0001e-3, 9.9999]])
+    m = evaluation_mask(EvalProtocol("nyu_no_crop", 1e-3, 10.0), np.ones((1, 5), bool), depth)
+    assert m.tolist() == [[False, False, True, True, True]]
+
+
 @pytest.mark.parametrize("call, exc, match", [
     (lambda: get_protocol("diode"), ValueError, "one of"),
     (lambda: evaluation_mask("nyuv2", np.ones((64, 64), bool)), ValueError, "480x640"),

@@ -131,6 +131,27 @@ def test_hypersim_resize_entity_and_depth_normals(hypersim_root):
     assert (r["normals"][valid][:, 2] > 0.5).all()
 
 
+def test_hypersim_back_faces_turn_toward_the_camera_off_centre(tmp_path):
+    """Ceiling, floor and side walls seen off the image centre, every other one stored back-facing: each must come
+    out facing the camera, which depends on the x and y of the pixel's ray, not only on its z."""
+    scene, cam = "ai_002_002", "cam_00"
+    images = tmp_path / scene / "images"
+    _h5(images / f"scene_{cam}_final_hdf5" / "frame.0000.color.hdf5", np.full((HS_H, HS_W, 3), 0.5, np.float32))
+    _h5(images / f"scene_{cam}_geometry_hdf5" / "frame.0000.depth_meters.hdf5", np.full((HS_H, HS_W), 4.0, np.float32))
+    rows, cols = np.mgrid[0:HS_H, 0:HS_W]
+    want = np.tile(np.array([0.0, 0.0, 1.0]), (HS_H, HS_W, 1))  # the back wall, straight ahead
+    top, bottom = rows < 24, rows >= HS_H - 24
+    want[top] = [0, -1, 0]  # the ceiling (above the centre) faces down
+    want[bottom] = [0, 1, 0]  # the floor (below the centre) faces up
+    want[(cols < 24) & ~top & ~bottom] = [1, 0, 0]  # the left wall faces right
+    want[(cols >= HS_W - 24) & ~top & ~bottom] = [-1, 0, 0]  # the right wall faces left
+    stored = np.where(((rows + cols) % 2 == 1)[..., None], -want, want)  # a checkerboard of back faces
+    _h5(images / f"scene_{cam}_geometry_hdf5" / "frame.0000.normal_cam.hdf5", stored.astype(np.float32))
+    r = read_hypersim_frame(tmp_path, scene, cam, 0, size=(HS_H, HS_W))
+    assert r["mask"].all()
+    np.testing.assert_allclose(r["normals"], want, atol=1e-6)
+
+
 def test_tone_map_constant_image_reaches_0_8():
     out = tone_map_hypersim(np.full((4, 4, 3), 0.37), np.ones((4, 4), bool))
     assert (out == round(0.8 * 255)).all()

@@ -308,10 +308,22 @@ def test_finetune_in_place_trains_the_given_unet(tiny_pipeline_dirs, ds, tmp_pat
     assert pipe.scheduler.config.timestep_spacing == "leading"
 
 
-def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pipe, ds, tmp_path):
-    """Step 0 with 2 × 2 accumulation reports the mean of the two micro-batch losses under the initial weights."""
+def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pipe, ds, tmp_path, monkeypatch):
+    """Step 0 with 2 × 2 accumulation: each micro-batch's loss is the E2E-FT loss at t = T under the initial weights,
+    and the step reports their mean. (Each one is compared: the two means at t = 999 and t = 1 agree to 2e-5.)"""
+    import genpercept_lessons.training as training
+
+    seen, real_loss = [], training._task_loss
+
+    def loss_spy(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)
+        seen.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(training, "_task_loss", loss_spy)
     config = E2EConfig(steps=2, grad_accumulation=2, **FAST)
     res = finetune_end_to_end(depth_pipe, ds, config, workdir=tmp_path, progress=False)
+    assert len(seen) == 4  # 2 steps × 2 micro-batches
     assert len(res.losses) == 2 and all(np.isfinite(res.losses))
     _, _, text, t_max, ab = _inputs(depth_pipe, ds)
     g = _step_generator(config.seed, 0, 0)
@@ -323,7 +335,8 @@ def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pip
             pred = e2e_predict(depth_pipe.unet, depth_pipe.vae, latent, text, ab, t_max, "depth")
             losses.append(affine_invariant_l1(pred, b["depth"], b["depth_mask"]).item())
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)  # two different micro-batches
-    assert res.losses[0] == pytest.approx(np.mean(losses), rel=1e-4)
+    assert seen[:2] == pytest.approx(losses, rel=1e-5)
+    assert res.losses[0] == pytest.approx(np.mean(losses), rel=1e-5)
 
 
 def test_finetune_normals_first_loss_is_the_angular_loss(normals_pipe, ds, tmp_path):
