@@ -236,8 +236,8 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
             finally:
                 torch.set_num_threads(threads)
             t = time.time()
-            procs = [mp.get_context("spawn").Process(target=_build_task_in_process, args=(task, latents_file, seed, precision),
-                                                     name=f"build-{task}") for task in todo]
+            procs = [mp.get_context("spawn").Process(target=_build_task_in_process, name=f"build-{task}",
+                                                     args=(task, latents_file, seed, precision)) for task in todo]
             for p in procs:
                 p.start()
             for p in procs:
