@@ -1,4 +1,4 @@
-"""A small DPT-style decoder head on multi-level UNet decoder features (GenPercept's "customized decoder", FACTS §4)."""
+"""A small DPT-style decoder head on multi-level UNet decoder features (GenPercept's "customized decoder", arXiv 2403.06090)."""
 from __future__ import annotations
 
 import torch

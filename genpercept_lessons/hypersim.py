@@ -1,4 +1,4 @@
-"""Hypersim (apple/ml-hypersim) raw HDF5 frames → rows of the course schema (FACTS §5.2).
+"""Hypersim (apple/ml-hypersim) raw HDF5 frames → rows of the course schema (Marigold's `src/dataset/*_dataset.py`).
 
 Per frame ``<root>/<scene>/images/scene_<cam>_final_hdf5/frame.IIII.color.hdf5`` (HDR linear RGB, key "dataset",
 768×1024×3) and ``scene_<cam>_geometry_hdf5/frame.IIII.depth_meters.hdf5`` (Euclidean DISTANCE to the optical
@@ -8,7 +8,7 @@ Normals convention assumed for ``normal_cam.hdf5``: Hypersim's camera space as i
 defines it: +x right, +y up, +z away from where the camera looks, i.e. toward the viewer. That is already the
 diffusers/Marigold frame this course uses, so no axes are flipped; the vectors are re-normalised and flipped where
 they face away from the camera (back faces; ml-hypersim issue #26, GeoWizard ``align_normals``). E2E-FT instead
-flips y and z of the ``normal_cam.png`` previews (FACTS §3.2), which encode the vectors differently; we read HDF5.
+flips y and z of the ``normal_cam.png`` previews (E2E-FT ``training/dataloaders/load.py``), which encode the vectors differently; we read HDF5.
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ __all__ = [
 ]
 
 HYPERSIM_SIZE = (768, 1024)  # (H, W) of the released frames
-HYPERSIM_FOCAL_PX = 886.81  # at W = 1024 (60° horizontal FoV); Marigold/GeoWizard's constant, FACTS §5.2
+HYPERSIM_FOCAL_PX = 886.81  # at W = 1024 (60° horizontal FoV); Marigold/GeoWizard's constant, Marigold's `src/dataset/*_dataset.py`
 HYPERSIM_SPLIT_CSV = "metadata_images_split_scene_v1.csv"
-HYPERSIM_DEPTH_RANGE = (1e-5, 65.0)  # valid planar depth (m), E2E-FT/Marigold training loader, FACTS §3.2
+HYPERSIM_DEPTH_RANGE = (1e-5, 65.0)  # valid planar depth (m), E2E-FT/Marigold training loader, E2E-FT ``training/dataloaders/load.py``
 HYPERSIM_DOWNLOAD = ("apple/ml-hypersim: code/python/tools/dataset_download_images.py (scene ZIPs) and "
                      "evermotion_dataset/analysis/metadata_images_split_scene_v1.csv")
 
@@ -46,7 +46,7 @@ def tone_map_hypersim(rgb, valid) -> np.ndarray:
     """HDR linear RGB [H,W,3] float + valid bool [H,W] → uint8 [H,W,3] with Hypersim's reference tone map.
 
     gamma 1/2.2; scale = 0.8^2.2 / p90 of 0.3R+0.59G+0.11B over valid pixels (so that p90 becomes 0.8 after gamma);
-    rgb = clip((scale·rgb)^(1/2.2), 0, 1) (FACTS §5.2, Marigold ``tone_map``). NaN/inf and negatives count as 0; a
+    rgb = clip((scale·rgb)^(1/2.2), 0, 1) (Marigold's `src/dataset/*_dataset.py`, Marigold ``tone_map``). NaN/inf and negatives count as 0; a
     frame without a valid pixel or with p90 = 0 keeps scale 1. Introduced in notebook 05.
     """
     rgb = np.asarray(rgb)

@@ -1,6 +1,6 @@
 """The Marigold inference loop written out on a pipeline's own parts (VAE, UNet, scheduler, empty-text embedding).
 
-It does what ``MarigoldDepthPipeline.__call__`` does (FACTS §1.1, §2), with the knobs the lessons turn:
+It does what ``MarigoldDepthPipeline.__call__`` does (Marigold paper §3; diffusers `pipeline_marigold_depth.py`), with the knobs the lessons turn:
 timestep spacing, number of steps, Gaussian or zero start noise, ensembling, and the per-step x̂0.
 """
 from __future__ import annotations

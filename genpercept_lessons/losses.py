@@ -1,6 +1,6 @@
 """The task losses of end-to-end fine-tuning: affine-invariant L1 for depth, angular error for normals (E2E-FT eq. 1-2).
 
-Both are computed in fp32 with autocast off, over valid pixels only (FACTS §3.1: E2E-FT ``training/util/loss.py``).
+Both are computed in fp32 with autocast off, over valid pixels only (E2E-FT ``training/util/loss.py``).
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def angular_loss(pred, target, mask, eps: float = 1e-6):
     """Mean angle (radians) between ``pred`` and ``target`` over valid pixels: arccos of the cosine clamped to [−1+eps, 1−eps].
 
     pred [B,3,H,W] (normalised here, so any length > 0 works), target [B,3,H,W] unit normals, mask bool [B,H,W] ->
-    scalar in [0, π]. The clamp keeps arccos's gradient finite (it is infinite at ±1; FACTS §7.3).
+    scalar in [0, π]. The clamp keeps arccos's gradient finite (it is infinite at ±1; d/dx arccos x = −1/√(1−x²)).
     Introduced in notebook 06.
     """
     import torch

@@ -7,7 +7,7 @@ __all__ = ["iter_exponential"]
 def iter_exponential(step: int, total_steps: int, warmup_steps: int = 100, final_ratio: float = 0.01) -> float:
     """LR multiplier at ``step``: ramps 0→1 over ``warmup_steps``, then decays as final_ratio^(progress) to ``final_ratio`` at ``total_steps``.
 
-    (Marigold/E2E-FT: 100 warm-up steps, decay to 1% at 20k iterations; FACTS §3.1.) Introduced in notebook 05.
+    (Marigold/E2E-FT: 100 warm-up steps, decay to 1% at 20k iterations; E2E-FT ``training/train.py``.) Introduced in notebook 05.
     """
     if total_steps <= 0 or warmup_steps < 0 or warmup_steps >= total_steps:
         raise ValueError(f"iter_exponential: need 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps}, "

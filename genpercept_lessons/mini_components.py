@@ -19,7 +19,7 @@ __all__ = [
     "encode_empty_prompt",
 ]
 
-# Exactly the scheduler_config.json of prs-eth/marigold-depth-v1-0 at commit 9a42035 (FACTS §1.2): no
+# Exactly the scheduler_config.json of prs-eth/marigold-depth-v1-0 at commit 9a42035: no
 # `timestep_spacing` key, so diffusers falls back to its default, "leading".
 MARIGOLD_V1_0_SCHEDULER = {
     "_class_name": "DDIMScheduler",
@@ -130,7 +130,7 @@ def make_tokenizer(directory: str | os.PathLike):
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     # model_max_length must be set: without it a save/load round trip breaks the empty-prompt
-    # tokenisation with "OverflowError: int too big to convert" (FACTS §9).
+    # tokenisation with "OverflowError: int too big to convert" (seen with transformers 5 on this course's machines).
     return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"), model_max_length=77,
                          pad_token="<|endoftext|>")
 

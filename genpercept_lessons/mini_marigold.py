@@ -1,6 +1,6 @@
 """Training mini-Marigold with Marigold's recipe: a VAE for RGB/depth/normals, then one 8-channel denoiser per task.
 
-Recipe (Marigold paper §3-4, FACTS §1): frozen VAE, latents = posterior mean × scaling factor, UNet input
+Recipe (Marigold paper §3-4, ``prs-eth/Marigold``): frozen VAE, latents = posterior mean × scaling factor, UNet input
 cat(RGB latent, noisy target latent), DDPM with 1000 steps, scaled_linear 0.00085→0.012, v-prediction,
 a random timestep per sample, conditioned on the 2-token empty-prompt embedding; and from Marigold's trainer
 (``config/train_marigold.yaml``, ``src/trainer/marigold_trainer.py``): annealed multi-resolution noise

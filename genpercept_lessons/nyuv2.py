@@ -1,4 +1,4 @@
-"""NYUv2 labeled (``nyu_depth_v2_labeled.mat``, MATLAB v7.3 = HDF5) + ``splits.mat`` → rows of the course schema (FACTS §5.2).
+"""NYUv2 labeled (``nyu_depth_v2_labeled.mat``, MATLAB v7.3 = HDF5) + ``splits.mat`` → rows of the course schema (Marigold's `src/dataset/*_dataset.py`).
 
 With h5py the MATLAB axes come reversed: ``images`` is (N, 3, 640, 480) → per frame transpose to (480, 640, 3);
 ``rawDepths``/``depths`` are (N, 640, 480) → (480, 640). ``splits.mat`` (MATLAB v5, scipy.io) holds 1-BASED
@@ -18,7 +18,7 @@ __all__ = ["NYUV2_K", "NYUV2_SIZE", "NYUV2_DOWNLOAD", "nyuv2_split_indices", "ny
 
 NYUV2_SIZE = (480, 640)
 # The widely used Kinect colour-camera calibration of NYUv2 (fx, fy, cx, cy) as in the toolbox's camera_params.m;
-# NOT from FACTS.md. Pixel-centre convention differences (±0.5 px) are below this calibration's accuracy.
+# Not from the papers' code. Pixel-centre convention differences (±0.5 px) are below this calibration's accuracy.
 NYUV2_K = np.array([[518.8579, 0.0, 325.5824], [0.0, 519.4696, 253.7362], [0.0, 0.0, 1.0]], dtype=np.float32)
 NYUV2_DOWNLOAD = ("the NYU Depth V2 page (cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html): "
                   "nyu_depth_v2_labeled.mat and splits.mat")
@@ -64,7 +64,7 @@ def _open(mat: Path):
 def nyuv2_rows(mat: str | os.PathLike, indices, depth: str = "raw") -> Iterator[dict[str, np.ndarray]]:
     """Schema rows (480×640) of the NYUv2 labeled frames at 0-based ``indices``: image uint8, depth float32 m, normals 0, mask, label 255, K.
 
-    ``depth='raw'`` reads ``rawDepths`` (Marigold evaluates on raw depth with its raw valid mask, FACTS §5.1),
+    ``depth='raw'`` reads ``rawDepths`` (Marigold evaluates on raw depth with its raw valid mask, Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`),
     'filled' the in-painted ``depths``; mask = depth > 0 (no Eigen crop: that belongs to the evaluation protocol,
     see ``protocols.py``). Normals are unknown in this file, so they are all zero vectors (the schema's "unknown").
     Introduced in notebook 08.

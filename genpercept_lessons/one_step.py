@@ -1,4 +1,4 @@
-"""GenPercept's deterministic one-step paradigm (Xu et al., ICLR 2025; FACTS §4): β = 1, so ᾱ ≡ 0 and x̂0 = −v̂.
+"""GenPercept's deterministic one-step paradigm (Xu et al., ICLR 2025; GenPercept, arXiv 2403.06090): β = 1, so ᾱ ≡ 0 and x̂0 = −v̂.
 
 The "noisy" input is the RGB latent itself (a 4-channel UNet, no concatenation); one UNet pass; the output is
 decoded either by the frozen VAE (with gradients, as in E2E-FT) or by a small DPT-style head on UNet decoder

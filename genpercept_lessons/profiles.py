@@ -168,12 +168,12 @@ def _full(**overrides: Any) -> Profile:
         e2e_batch_size=2,
         e2e_grad_accumulation=16,
         e2e_lr=3e-5,
-        # E2E-FT's mix (FACTS §3.2), as written by data_scripts/prepare_*.py under $GENPERCEPT_DATA
+        # E2E-FT's mix (E2E-FT ``training/dataloaders/load.py``), as written by data_scripts/prepare_*.py under $GENPERCEPT_DATA
         train_data=(("$GENPERCEPT_DATA/hypersim_train", 0.9), ("$GENPERCEPT_DATA/vkitti2", 0.1)),
         eval_data="$GENPERCEPT_DATA/nyuv2_test",
         eval_protocol="nyuv2",
         notes={"data": "Hypersim + Virtual KITTI 2 (training), NYUv2 (evaluation), prepared by data_scripts/",
-               "models": "released checkpoints from the Hugging Face Hub (FACTS §2, E2E-FT README)"},
+               "models": "released checkpoints from the Hugging Face Hub (E2E-FT README, diffusers Marigold docs)"},
     )
 
 

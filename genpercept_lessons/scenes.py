@@ -5,7 +5,7 @@ Conventions (also stated in notebook 00 and the README):
 * ``K`` is the usual OpenCV pinhole matrix: pixel ``(u, v)`` (u right, v down, pixel centres at
   integer + 0.5) sees the ray ``K^-1 [u, v, 1]`` in the OpenCV camera frame (x right, y down, z forward).
 * ``depth`` is *planar* depth: the z coordinate of the hit point in that frame, in metres (not the
-  distance along the ray; Hypersim stores distances, see FACTS §5.2).
+  distance along the ray; Hypersim stores distances, see Marigold's `src/dataset/*_dataset.py`).
 * ``normals`` are unit vectors in the camera frame that diffusers' ``visualize_normals`` and Marigold
   assume: x right, **y up, z toward the viewer** (OpenCV frame with y and z negated). A wall seen
   head-on has normal (0, 0, 1), which ``visualize_normals`` shows as RGB (128, 128, 255).

@@ -1,6 +1,6 @@
 """Which timesteps diffusers' ``DDIMScheduler`` feeds the UNet, and how noisy each one is (ᾱ_t, SNR).
 
-Everything here asks diffusers itself; nothing re-implements DDIM. (FACTS §1.4.)
+Everything here asks diffusers itself; nothing re-implements DDIM. (diffusers ``DDIMScheduler.set_timesteps``.)
 """
 from __future__ import annotations
 

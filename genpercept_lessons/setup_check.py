@@ -10,7 +10,7 @@ from .profiles import Profile, get_profile
 
 __all__ = ["Check", "REQUIRED_PACKAGES", "check_environment", "format_checks"]
 
-# the packages every lesson imports, with the oldest version that works (FACTS §2: Marigold pipelines need diffusers >= 0.28)
+# the packages every lesson imports, with the oldest version that works (diffusers' Marigold docs: the Marigold pipelines need diffusers >= 0.28)
 REQUIRED_PACKAGES = {"torch": "2.1", "diffusers": "0.28", "transformers": "4.37", "datasets": "2.18", "numpy": "1.26",
                      "scipy": "1.11", "matplotlib": "3.8", "ipywidgets": "8.1", "tqdm": "4.66", "h5py": "3.10"}
 

@@ -17,7 +17,7 @@ def _check(name: str, arr, ndim: int, last: int | None = None) -> np.ndarray:
 def normalize_depth(depth, mask, low: float = 2.0, high: float = 98.0) -> np.ndarray:
     """Marigold's per-image normalisation: clamp to the valid pixels' [2%, 98%] percentiles, map to [-1, 1]; invalid -> +1 (far).
 
-    depth float [H,W] metres, mask bool [H,W] -> float32 [H,W] in [-1,1]. (Marigold paper eq. 3; FACTS §3.2.)
+    depth float [H,W] metres, mask bool [H,W] -> float32 [H,W] in [-1,1]. (Marigold paper eq. 3; E2E-FT ``training/dataloaders/load.py``.)
     Introduced in notebook 01.
     """
     depth = _check("depth", depth, 2)

@@ -1,6 +1,6 @@
 """End-to-end fine-tuning (E2E-FT, Garcia et al. 2025): t fixed at T, zero noise, one UNet pass, decode with gradients, task loss.
 
-The recipe follows ``VisualComputingInstitute/diffusion-e2e-ft`` ``training/train.py`` (FACTS §3.1-3.2): the whole UNet
+The recipe follows ``VisualComputingInstitute/diffusion-e2e-ft`` ``training/train.py`` and ``training/dataloaders/load.py``: the whole UNet
 is trained with AdamW, warm-up then exponential decay, grad-norm clipping at 1, gradient accumulation, batches mixed
 per dataset; the VAE and text encoder stay frozen but the prediction is decoded through the VAE *with gradients*.
 Runs on one CPU/GPU, or data-parallel under ``torchrun`` / ``accelerate launch`` (🤗 accelerate).
@@ -81,7 +81,7 @@ class E2EConfig:
         return self
 
 
-# The paper's run (FACTS §3.1): 20k iterations, batch 2 × accumulation 16 = 32, lr 3e-5, 100 warm-up steps, decay to 1%.
+# The paper's run (E2E-FT ``training/train.py``): 20k iterations, batch 2 × accumulation 16 = 32, lr 3e-5, 100 warm-up steps, decay to 1%.
 PAPER_RECIPE = E2EConfig(steps=20_000, batch_size=2, grad_accumulation=16, lr=3e-5, warmup=100, final_lr_ratio=0.01,
                          eval_every=2_000, eval_scenes=100, eval_protocol="nyuv2", checkpoint_every=500)
 # What fits a 24 GB GPU (E2E-FT issue #21): same effective batch 32, activations of one image at a time, bf16 autocast
@@ -115,7 +115,7 @@ def _step_generator(seed: int, rank: int, step: int):
 def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = True) -> dict:
     """Draw one batch (from one dataset, chosen by ``weights``) as float tensors: rgb [B,3,H,W] in [-1,1], masks [B,H,W].
 
-    Depth targets follow E2E-FT's data pipeline (FACTS §3.2): metres clamped per image to its valid [2%, 98%]
+    Depth targets follow E2E-FT's data pipeline (E2E-FT ``training/dataloaders/load.py``): metres clamped per image to its valid [2%, 98%]
     percentiles, invalid pixels set to the far value (masked out anyway); normals targets [B,3,H,W] unit; labels
     int64 [B,H,W] (255 = ignore).
     ``hflip`` flips half the samples (normals' x component negated). Introduced in notebook 05.

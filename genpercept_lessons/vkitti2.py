@@ -1,4 +1,4 @@
-"""Virtual KITTI 2 raw frames (jpg + 16-bit cm PNG) → rows of the course schema at the KITTI benchmark crop (FACTS §3.2, §5.2).
+"""Virtual KITTI 2 raw frames (jpg + 16-bit cm PNG) → rows of the course schema at the KITTI benchmark crop (E2E-FT `training/dataloaders/load.py`; Marigold's `src/dataset/*_dataset.py`).
 
 Layout: ``<root>/SceneXX/<variation>/frames/rgb/Camera_K/rgb_NNNNN.jpg`` and
 ``<root>/SceneXX/<variation>/frames/depth/Camera_K/depth_NNNNN.png`` (from ``vkitti_2.0.3_rgb.tar`` and
@@ -27,13 +27,13 @@ __all__ = [
     "read_vkitti2_frame",
 ]
 
-# E2E-FT's training subset (FACTS §3.2): 5 scenes × 5 weathers × 2 cameras
+# E2E-FT's training subset (E2E-FT ``training/dataloaders/load.py``): 5 scenes × 5 weathers × 2 cameras
 VKITTI2_SCENES = ("Scene01", "Scene02", "Scene06", "Scene18", "Scene20")
 VKITTI2_VARIATIONS = ("morning", "fog", "rain", "sunset", "overcast")
 VKITTI2_CAMERAS = ("Camera_0", "Camera_1")
-VKITTI2_FOCAL_PX = 725.0087  # fx = fy, used for normals by E2E-FT (D2NT gen_vkitti_normals.py), FACTS §3.2
+VKITTI2_FOCAL_PX = 725.0087  # fx = fy, used for normals by E2E-FT (D2NT gen_vkitti_normals.py), E2E-FT ``training/dataloaders/load.py``
 KITTI_CROP_SIZE = (352, 1216)  # KITTI benchmark crop: bottom 352 rows, centred 1216 columns
-VKITTI2_MAX_DEPTH = 80.0  # m; Marigold and E2E-FT cap depth at 80 m (FACTS §5.2)
+VKITTI2_MAX_DEPTH = 80.0  # m; Marigold and E2E-FT cap depth at 80 m (Marigold's `src/dataset/*_dataset.py`)
 VKITTI2_FAR = 65535  # 655.35 m: the far/sky code (Marigold comment `max_depth=80, # 655.35`)
 VKITTI2_DOWNLOAD = ("Naver Labs Europe's Virtual KITTI 2 page: vkitti_2.0.3_rgb.tar (rgb) and "
                     "vkitti_2.0.3_depth.tar (depth), both extracted into the same root")

@@ -251,7 +251,7 @@ def test_angular_opposite_is_pi_with_finite_gradient():
 
 
 def test_angular_without_clamp_the_gradient_would_not_be_finite():
-    # what the clamp is for (FACTS §7.3): arccos'(1) is infinite; make sure the check above could fail
+    # what the clamp is for (d/dx arccos x = −1/√(1−x²)): arccos'(1) is infinite; make sure the check above could fail
     c = torch.ones(1, requires_grad=True)
     torch.arccos(c).sum().backward()
     assert not torch.isfinite(c.grad).all()

@@ -1,4 +1,4 @@
-"""Marigold's evaluation protocols (FACTS §5.1) and their use in evaluation.evaluate."""
+"""Marigold's evaluation protocols (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`) and their use in evaluation.evaluate."""
 from __future__ import annotations
 
 import dataclasses
