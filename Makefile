@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
 
-.PHONY: setup assets lab test test-lib test-notebooks course spread clean-venv mutation
+.PHONY: setup assets lab test test-lib test-notebooks notebooks course spread clean-venv mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test-lib: setup
 
 test-notebooks: assets
 	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+
+notebooks: setup  ## sync each notebook with its text source in notebooks/sources/ (the newer wins), strip outputs
+	$(PY) -m genpercept_lessons.course.notebook_sources sync
 
 course: setup assets  ## execute every notebook (mini profile) and write the course as an HTML site in site/
 	$(PY) -m genpercept_lessons course --out site

@@ -1,0 +1,1 @@
+"""Course tooling: the lessons' text sources, the rendered course, the build-to-build spread. Not lesson material."""

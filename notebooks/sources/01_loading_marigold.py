@@ -1,0 +1,308 @@
+# %% [markdown]
+# # 01 · Loading Marigold: the anatomy of a diffusion depth estimator
+#
+# **What you will learn**
+# - the five parts of a Marigold pipeline and what each does: VAE, 8-channel UNet, scheduler, text encoder, tokenizer;
+# - how an RGB image becomes a latent (VAE posterior mean × scaling factor) and how a depth latent becomes depth
+#   (decode, mean of the 3 channels, clip, map to [0, 1]);
+# - the whole inference loop in 15 lines, checked against diffusers' `MarigoldDepthPipeline` to 1e-4;
+# - how the checkpoint was trained: random timesteps, v-prediction, and Marigold's annealed multi-resolution noise.
+#
+# **What you need**: lesson 00 passing. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU (the checkpoint is
+# `prs-eth/marigold-depth-v1-0`, ~2 GB in fp16).
+#
+# **Time**: teaching ~35 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
+#
+# Facts used here come from the Marigold paper (Ke et al., CVPR 2024, §3) and diffusers'
+# `pipeline_marigold_depth.py` (`prs-eth/Marigold` and diffusers' `pipelines/marigold/`).
+
+# %%
+import numpy as np
+import torch
+
+from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons.runtime import set_seed
+
+PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"; "full" loads prs-eth/marigold-depth-v1-0 from the Hub
+profile = get_profile(PROFILE)
+print(profile.describe())
+set_seed(0)
+
+# %% [markdown]
+# ## 1. Load it the way everyone does
+# `load_marigold` is a thin wrapper around `MarigoldDepthPipeline.from_pretrained(location)`: in the mini profile
+# `location` is a folder in the course cache laid out exactly like the Hub repository `prs-eth/marigold-depth-v1-0`.
+
+# %%
+pipe = load_marigold(profile, "depth")
+for name, component in pipe.components.items():
+    size = sum(p.numel() for p in component.parameters()) if hasattr(component, "parameters") else None
+    print(f"{name:13s} {type(component).__name__:28s} {'' if size is None else f'{size / 1e6:8.2f} M parameters'}")
+
+# %% [markdown]
+# ## 2. The parts, one by one
+# **UNet input: 8 channels.** Marigold widens Stable Diffusion's first convolution from 4 to 8 input channels: the RGB
+# latent and the (noisy) depth latent are concatenated, RGB first (Marigold §3.2: the pretrained weights are duplicated
+# and halved).
+
+# %%
+conv_in = pipe.unet.conv_in
+print("conv_in weight:", tuple(conv_in.weight.shape), "= [out channels, in channels, k, k]")
+print("prediction type:", pipe.scheduler.config.prediction_type)
+assert pipe.unet.config.in_channels == 8 and pipe.unet.config.out_channels == 4
+
+# %% [markdown]
+# **VAE scaling factor.** Latents are the VAE posterior *mean* times a constant that gives them roughly unit variance.
+# Stable Diffusion's is 0.18215; the mini VAE's was measured on its own training images when it was built.
+
+# %%
+print("scaling factor:", pipe.vae.config.scaling_factor)
+print("spatial downsampling:", pipe.vae_scale_factor, "x")
+
+# %% [markdown]
+# **The empty prompt.** Marigold conditions on the text encoder's embedding of `""`, tokenised *without padding*:
+# just the begin and end tokens, so the embedding is `[1, 2, hidden]` (`[1, 2, 1024]` for SD2's CLIP).
+
+# %%
+from genpercept_lessons.inference import empty_text_embedding
+
+ids = pipe.tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids
+text = empty_text_embedding(pipe)
+print("token ids of '':", ids.tolist(), "-> embedding", tuple(text.shape))
+assert text.shape[:2] == (1, 2)
+
+# %% [markdown]
+# **The scheduler.** DDIM with Stable Diffusion 2's noise schedule and v-prediction. Look for `timestep_spacing`: the
+# v1-0 config file has no such key, so diffusers falls back to `"leading"`. Remember this; it is lesson 02.
+
+# %%
+import json
+from pathlib import Path
+
+if Path(profile.depth_model).is_dir():
+    saved = json.loads((Path(profile.depth_model) / "scheduler" / "scheduler_config.json").read_text())
+    print("keys in scheduler_config.json:", sorted(k for k in saved if not k.startswith("_")))
+    print("'timestep_spacing' in the file:", "timestep_spacing" in saved)
+print("spacing diffusers uses:", pipe.scheduler.config.timestep_spacing)
+
+# %% [markdown]
+# ## 3. Predict with the pipeline
+# Four held-out MiniScenes images, the pipeline's default of 10 DDIM steps, one ensemble member, a fixed seed.
+# `processing_resolution=0` keeps the native resolution so that our own loop below sees exactly the same pixels.
+
+# %%
+scenes = load_miniscenes("test")
+batch = scenes[:4]
+images = batch["image"]  # uint8 [N,H,W,3]
+STEPS, SEED = 10, 0
+as_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # the pipeline wants [0,1]
+reference = pipe(as_tensor, num_inference_steps=STEPS, processing_resolution=0,
+                 generator=torch.Generator().manual_seed(SEED), output_type="np").prediction[..., 0]
+print("pipeline output:", reference.shape, reference.dtype, f"range [{reference.min():.3f}, {reference.max():.3f}]")
+
+# %% [markdown]
+# ## 4. The same thing in 15 lines
+# Encode the RGB image, start from Gaussian noise, and let DDIM walk the depth latent down the timesteps, each time
+# asking the UNet for *v* given `cat(rgb_latent, depth_latent)`; then decode and average the three channels.
+
+# %%
+from diffusers import DDIMScheduler
+
+with torch.no_grad():
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 * 2 - 1               # RGB in [-1, 1]
+    rgb_latent = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor  # posterior mean × scale
+    cond = empty_text_embedding(pipe).expand(len(x), -1, -1)                             # [N, 2, hidden]
+    latent = torch.randn(rgb_latent.shape, generator=torch.Generator().manual_seed(SEED))
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)                         # leading, as saved
+    scheduler.set_timesteps(STEPS)
+    for t in scheduler.timesteps:
+        v = pipe.unet(torch.cat([rgb_latent, latent], dim=1), t, encoder_hidden_states=cond).sample
+        latent = scheduler.step(v, t, latent).prev_sample
+    decoded = pipe.vae.decode(latent / pipe.vae.config.scaling_factor).sample            # [N, 3, H, W]
+    ours = ((decoded.mean(dim=1).clip(-1, 1) + 1) / 2).numpy()                           # depth in [0, 1]
+
+gap = np.abs(ours - reference).max()
+print(f"max |ours - pipeline| = {gap:.2e}")
+assert gap <= 1e-4
+
+# %% [markdown]
+# The library version, `genpercept_lessons.inference.predict`, is the same loop with the knobs later lessons turn
+# (spacing, steps, zero noise, ensembling, per-step x̂0). It must agree too.
+
+# %%
+from genpercept_lessons.inference import predict
+
+library = predict(pipe, images, steps=STEPS, spacing="leading", generator=torch.Generator().manual_seed(SEED),
+                  processing_resolution=0)
+print(f"max |library - pipeline| = {np.abs(library - reference).max():.2e}")
+assert np.abs(library - reference).max() <= 1e-4
+
+# %% [markdown]
+# ## 5. Three decoded channels, one depth
+# The VAE was trained to reproduce RGB images, so it decodes *three* channels; Marigold stores depth replicated in all
+# three and reads it back as their mean. How much do the channels disagree? (Marigold's supplement B.2 reports a standard
+# deviation of ~0.002 for SD's VAE on NYUv2.)
+
+# %%
+spread = decoded.std(dim=1).mean().item()
+print(f"mean per-pixel std across the 3 decoded channels: {spread:.4f} (in [-1, 1] units)")
+assert spread < 0.1
+
+# %%
+from genpercept_lessons.metrics import depth_metrics
+from genpercept_lessons.viz import prediction_grid
+
+print({k: round(v, 3) for k, v in depth_metrics(reference, batch["depth"], batch["mask"]).items()})
+fig = prediction_grid(images, {"ground truth": batch["depth"], f"pipeline, {STEPS} steps": reference,
+                               "our loop": ours}, masks=None)
+
+# %% [markdown]
+# ## 6. How this checkpoint was trained
+# Marigold fine-tunes the UNet with Stable Diffusion's own objective, plus a few choices of its own. From the paper
+# (§3.3, §4.1) and its v1-0 trainer (`config/train_marigold.yaml`, `src/trainer/marigold_trainer.py` in `prs-eth/Marigold`):
+#
+# 1. encode the RGB image and the ground-truth depth (normalised per image to [-1, 1] between its 2 % and 98 % quantiles,
+#    replicated to 3 channels) with the frozen VAE: latents $z_\mathrm{rgb}$ and $z_0$;
+# 2. draw a timestep $t$ uniformly from 0…999 for each sample, and noise $\varepsilon$;
+# 3. noise the depth latent: $z_t = \sqrt{\bar\alpha_t}\,z_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$;
+# 4. the UNet predicts $v$ from `cat(z_rgb, z_t)`; the target is $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,z_0$;
+#    the loss is the MSE over latent pixels whose image patch is fully valid.
+#
+# The noise $\varepsilon$ is not plain white noise: Marigold uses **annealed multi-resolution noise** (strength 0.9 · t/T):
+# coarse Gaussian fields, upsampled, are added to the white noise, more so the larger $t$. Plus random left-right flips
+# and Adam with an exponentially decaying learning rate. mini-Marigold was trained with exactly these steps; only the
+# sizes and the learning rates differ (a small UNet trained from scratch for 2,000 steps with a larger peak rate, instead
+# of SD2 fine-tuned for ~20k; the normals run decays to 10 % instead of 1 %, which measured better at this length).
+
+# %%
+from genpercept_lessons.noise import multi_resolution_noise
+
+g = torch.Generator().manual_seed(0)
+shares, examples = {}, {}
+for t in (0, 500, 999):
+    noise = multi_resolution_noise((256, 4, 16, 16), 0.9 * t / 1000, generator=g)  # annealed strength 0.9·t/T
+    # share of the variance in the per-channel mean: ~1/256 for white noise on a 16×16 latent
+    shares[t] = (noise.mean(dim=(2, 3)).var() / noise.var()).item()
+    examples[t] = noise[0, 0]
+    print(f"t = {t:3d}: strength {0.9 * t / 1000:.2f}, variance in the latent's mean level: {100 * shares[t]:5.1f} %")
+assert shares[0] < 0.02 < shares[500] < shares[999]  # low frequencies grow with t
+
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+for ax, (t, example) in zip(axes, examples.items()):
+    ax.imshow(example, cmap="gray")
+    ax.set_title(f"t = {t}")
+    ax.axis("off")
+fig.suptitle("Marigold's training noise, one latent channel")
+
+# %% [markdown]
+# Why the coarse part? With white noise, even at large $t$ the *average* of a noisy latent over a region still tells
+# where the depth is large or small, so the UNet can partly read the answer off its noisy input. Low-frequency noise
+# hides that coarse layout, so the UNet must take it from the RGB latent, which is exactly what one-step inference needs.
+#
+# Now the training step written out, scored on held-out scenes with the loaded weights. A trained model should explain
+# most of the target: compare its loss with that of predicting $\hat v = 0$.
+
+# %%
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from genpercept_lessons.targets import depth_to_image
+
+train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the same betas, 1000 steps, v-prediction
+held_out = scenes[:64]
+depth_images = np.stack([depth_to_image(d, m) for d, m in zip(held_out["depth"], held_out["mask"])])
+with torch.no_grad():
+    x = torch.from_numpy(held_out["image"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    z_rgb = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+    z0 = pipe.vae.encode(torch.from_numpy(depth_images)).latent_dist.mode() * pipe.vae.config.scaling_factor
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 1000, (len(z0),), generator=g)                     # 1-2. random t per sample, noise
+    eps = multi_resolution_noise(z0.shape, 0.9 * t / 1000, generator=g)
+    z_t = train_scheduler.add_noise(z0, eps, t)                               # 3. sqrt(ab) z0 + sqrt(1-ab) eps
+    v = train_scheduler.get_velocity(z0, eps, t)                              # 4. the target
+    cond = empty_text_embedding(pipe).expand(len(z0), -1, -1)
+    v_hat = pipe.unet(torch.cat([z_rgb, z_t], dim=1), t, encoder_hidden_states=cond).sample
+loss, trivial = F.mse_loss(v_hat, v).item(), v.pow(2).mean().item()
+print(f"held-out v-loss: {loss:.3f}   (predicting v = 0: {trivial:.3f})")
+assert loss < 0.5 * trivial
+
+if profile.is_mini:  # the settings it was built with are stored beside it
+    from genpercept_lessons.build import read_metadata
+
+    meta = read_metadata(profile.depth_model)
+    print(meta["recipe"])
+    print({k: meta["settings"][k] for k in ("steps", "batch_size", "lr", "multi_res_noise", "hflip")})
+
+# %%
+# the claim above, measured at t = 999: does a noisy latent's mean level still follow the clean latent's?
+t_end = torch.full((len(z0),), 999)
+
+
+def level_corr(noise):
+    """Correlation between the per-channel mean of z_t and of z_0 over the held-out scenes."""
+    z_t = train_scheduler.add_noise(z0, noise, t_end)
+    return np.corrcoef(z_t.mean(dim=(2, 3)).flatten(), z0.mean(dim=(2, 3)).flatten())[0, 1]
+
+
+white_corr = level_corr(torch.randn(z0.shape, generator=g))
+pyramid_corr = level_corr(multi_resolution_noise(z0.shape, 0.9, generator=g))
+print(f"t = 999, mean level of z_t vs z_0: correlation {white_corr:.2f} with white noise, {pyramid_corr:.2f} with "
+      f"Marigold's noise")
+assert white_corr > pyramid_corr + 0.15  # white noise leaves the layout readable; multi-resolution noise hides it
+
+# %% [markdown]
+# ## Key points
+# - Marigold = a frozen VAE + an 8-channel UNet fine-tuned from Stable Diffusion + DDIM with v-prediction, conditioned on
+#   the 2-token empty-prompt embedding.
+# - Inference: encode RGB (posterior mean × scaling factor), denoise a depth latent next to it, decode, average the
+#   channels, clip, map to [0, 1]. Depth is *affine-invariant*: metrics align scale and shift first.
+# - Training: a random t per sample, noise the depth latent, regress v (MSE); Marigold's noise is annealed
+#   multi-resolution noise, which hides the coarse layout so that the UNet must read it from the RGB latent.
+# - The checkpoint's scheduler file has no `timestep_spacing`, so diffusers uses `"leading"`.
+
+# %% [markdown]
+# ## Exercises
+# Each exercise has a checker. Run a cell as it is and the checker says "not attempted"; replace `____` with your
+# code and run it again: ✓ means correct, ✗ says what differs (shape, range or value, yours and the expected one).
+# `ex.q1.hint()` gives a hint (call it again for the next), `ex.q1.solution()` shows a solution.
+
+# %%
+from genpercept_lessons.exercises import ____, lesson
+
+ex = lesson(1)
+
+
+# %% [markdown]
+# **Exercise 1 (implement it yourself).** Write the first step of the loop: a batch of images `x` in [-1, 1],
+# shape [N, 3, H, W], to the latents the UNet sees (use the VAE's posterior mean and the scaling factor).
+
+# %%
+def encode_to_latent(vae, x):
+    """[-1,1] images [N,3,H,W] -> scaled latents [N,4,H/f,W/f]."""
+    return ____  # your code here
+
+
+ex.q1.check(encode_to_latent)
+# ex.q1.hint()
+# ex.q1.solution()
+
+# %% [markdown]
+# **Exercise 2 (implement it yourself).** Write the last step: the VAE's decoded 3-channel image [N, 3, H, W] to a
+# depth map [N, H, W] in [0, 1], as the pipeline does.
+
+# %%
+def decoded_to_depth(image):
+    """decoded image [N,3,H,W] (torch) -> depth [N,H,W] in [0,1]."""
+    return ____  # your code here
+
+
+ex.q2.check(decoded_to_depth)
+# ex.q2.hint()
+
+# %% [markdown]
+# ## Further reading
+# - Ke et al., *Repurposing Diffusion-Based Image Generators for Monocular Depth Estimation*, CVPR 2024, §3.
+# - diffusers, `src/diffusers/pipelines/marigold/pipeline_marigold_depth.py`.
+# - Salimans & Ho, *Progressive Distillation for Fast Sampling of Diffusion Models*, ICLR 2022 (v-prediction).

@@ -1,0 +1,153 @@
+# %% [markdown]
+# # 04 · Zero-noise single step: from a sampler to a plain feed-forward network
+#
+# **What you will learn**
+# - the v-prediction identity x̂₀ = √ᾱ_t · z − √(1−ᾱ_t) · v̂, checked against diffusers' `scheduler.step`;
+# - why at t = 999 the noise hardly matters (√ᾱ₉₉₉ ≈ 0.068), and what happens if we replace it by its mean, zero;
+# - that zero-noise inference is deterministic and about as good as a random start (which of the two is a little better
+#   differs from model to model), and why that makes end-to-end training possible (lesson 05).
+#
+# **What you need**: lessons 01–03. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU.
+#
+# **Time**: teaching ~25 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.3 min · on a GPU: not measured yet.
+#
+# Source: E2E-FT (Garcia et al., arXiv 2409.11355, §4): "we replace the noise by its mean", one UNet call at t = T.
+
+# %%
+import numpy as np
+import torch
+
+from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons.runtime import set_seed
+
+PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
+profile = get_profile(PROFILE)
+print(profile.describe())
+set_seed(0)
+pipe = load_marigold(profile, "depth")
+scenes = load_miniscenes("test")
+
+# %% [markdown]
+# ## 1. x̂₀ from v, by hand
+# With v-prediction the UNet outputs v = √ᾱ_t · ε − √(1−ᾱ_t) · x₀. Since z = x_t = √ᾱ_t · x₀ + √(1−ᾱ_t) · ε, solving
+# for x₀ gives **x̂₀ = √ᾱ_t · z − √(1−ᾱ_t) · v̂**. We compute it by hand for one trailing step and compare with what
+# diffusers' DDIM scheduler reports as `pred_original_sample`.
+
+# %%
+from genpercept_lessons.inference import empty_text_embedding, encode_rgb
+from genpercept_lessons.schedules import with_spacing
+
+rows = scenes[:8]
+x = torch.from_numpy(rows["image"]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+rgb_latent = encode_rgb(pipe, x)
+cond = empty_text_embedding(pipe).expand(len(x), -1, -1)
+scheduler = with_spacing(pipe.scheduler, "trailing")
+scheduler.set_timesteps(1)
+T = scheduler.timesteps[0]
+a = scheduler.alphas_cumprod[T]
+z = torch.randn(rgb_latent.shape, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    v = pipe.unet(torch.cat([rgb_latent, z], 1), T, encoder_hidden_states=cond).sample
+x0_by_hand = a.sqrt() * z - (1 - a).sqrt() * v
+x0_diffusers = scheduler.step(v, T, z).pred_original_sample
+print(f"t = {int(T)}, √ᾱ = {a.sqrt():.4f}, √(1−ᾱ) = {(1 - a).sqrt():.4f}")
+assert int(T) == 999 and abs(float(a.sqrt()) - 0.068) < 0.002  # the input noise enters x̂₀ with weight ≈ 0.068
+print(f"max |by hand − diffusers| = {(x0_by_hand - x0_diffusers).abs().max():.2e}")
+assert torch.allclose(x0_by_hand, x0_diffusers, atol=1e-5)
+
+# %% [markdown]
+# ## 2. With z = 0
+# Feed zeros instead of noise: x̂₀ = −√(1−ᾱ_T) · v̂ = −0.9977 · v̂. One UNet call, no randomness.
+
+# %%
+zeros = torch.zeros_like(rgb_latent)
+with torch.no_grad():
+    v0 = pipe.unet(torch.cat([rgb_latent, zeros], 1), T, encoder_hidden_states=cond).sample
+x0_zero = scheduler.step(v0, T, zeros).pred_original_sample
+assert torch.allclose(x0_zero, -(1 - a).sqrt() * v0, atol=1e-6)
+print(f"x̂₀ = {-(1 - a).sqrt():.5f} · v̂  ✓")
+
+# %% [markdown]
+# ## 3. Seeds against zeros
+# Five Gaussian starts with different seeds versus the zero start, all one trailing step, on held-out scenes.
+
+# %%
+from genpercept_lessons.evaluation import evaluate
+
+N = 100 if profile.is_mini else 20
+by_seed = [evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", seed=s) for s in range(5)]
+zero_a = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros")
+zero_b = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros")
+seed_abs_rel = np.array([r["metrics"]["abs_rel"] for r in by_seed])
+print("Gaussian, per seed:", np.round(seed_abs_rel, 4), f"mean {seed_abs_rel.mean():.4f} ± {seed_abs_rel.std():.4f}")
+print(f"zeros: {zero_a['metrics']['abs_rel']:.4f} (run twice: identical = {np.array_equal(zero_a['prediction'], zero_b['prediction'])})")
+spread = np.std([r["prediction"] for r in by_seed], axis=0).mean()
+print(f"mean per-pixel std of the prediction across seeds: {spread:.4f} (depth in [0, 1])")
+rel = zero_a["metrics"]["abs_rel"] / seed_abs_rel.mean()
+paired = zero_a["per_image"]["abs_rel"] - by_seed[0]["per_image"]["abs_rel"]
+print(f"zeros / mean of the Gaussian starts: {rel:.3f}; per scene, zeros − seed 0: "
+      f"{paired.mean():+.4f} ± {paired.std(ddof=1):.4f} (zeros better on {(paired < 0).sum()} of {N} scenes)")
+assert np.array_equal(zero_a["prediction"], zero_b["prediction"])  # deterministic
+assert abs(rel - 1) < 0.1  # about as good: within 10 % (every build measured: within 6 %)
+
+# %% [markdown]
+# **Better or worse?** Neither, reliably. The five seeds agree with one another closely, but zeros land a few percent
+# away from all of them: a little better on some builds (as on most that we measured), a little worse on others (one
+# learner's build: 0.117 against 0.113 over 200 scenes), and scene by scene the difference is mostly noise
+# (`docs/robustness.md`). So the mini world supports "about as good, and deterministic", not "better". E2E-FT's
+# comparison of noise types (arXiv 2409.11355, Table 4) is about *training*: fine-tuning with zeros gives NYUv2 AbsRel 5.2
+# against 5.3 with Gaussian noise. Lesson 05 repeats that ablation.
+
+# %%
+from genpercept_lessons.viz import prediction_grid
+
+fig = prediction_grid(rows["image"], {"ground truth": rows["depth"], "seed 0": by_seed[0]["prediction"],
+                                      "seed 1": by_seed[1]["prediction"], "zeros": zero_a["prediction"]})
+
+# %% [markdown]
+# ## 4. Why this matters: a differentiable one-pass predictor
+# With z = 0 and t = T fixed, Marigold is the function RGB → encode → UNet(·, T) → x̂₀ → decode → depth: no sampling, no
+# loop, deterministic. Every piece is differentiable, so we can put a loss on the *decoded depth* and back-propagate into
+# the UNet. That is end-to-end fine-tuning (E2E-FT), lesson 05.
+#
+# ## Key points
+# - DDIM's x̂₀ for v-prediction is √ᾱ_t · z − √(1−ᾱ_t) · v̂; at t = 999 the input's weight is only √ᾱ ≈ 0.068.
+# - Replacing the noise by its mean (zeros) gives a deterministic prediction about as good as a random start.
+# - The single zero-noise step turns a sampler into a feed-forward network that can be trained end to end.
+
+# %% [markdown]
+# ## Exercises
+# Each exercise has a checker. Run a cell as it is and the checker says "not attempted"; replace `____` with your
+# code and run it again: ✓ means correct, ✗ says what differs (shape, range or value, yours and the expected one).
+# `ex.q1.hint()` gives a hint (call it again for the next), `ex.q1.solution()` shows a solution.
+
+# %%
+from genpercept_lessons.exercises import ____, lesson
+
+ex = lesson(4)
+
+
+# %% [markdown]
+# **Exercise 1 (implement it yourself).** The DDIM estimate of the clean latent from the UNet's v-prediction.
+
+# %%
+def x0_from_v(z, v, alpha_bar):
+    """z, v arrays of the same shape, alpha_bar a float in (0, 1) -> x̂0."""
+    return ____  # your code here
+
+
+ex.q1.check(x0_from_v)
+# ex.q1.hint()
+
+# %% [markdown]
+# **Exercise 2.** By how much is the input latent z weighted in x̂0 at t = 999? (This is why zeros work.)
+
+# %%
+weight_of_z = ____  # your code here
+
+ex.q2.check(weight_of_z)
+# ex.q2.hint()
+
+# %% [markdown]
+# ## Further reading
+# - Garcia et al., arXiv 2409.11355, §4; Lin et al., WACV 2024 (zero terminal SNR makes x̂₀ = −v̂ exactly).
