@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
 
-.PHONY: setup assets lab test test-lib test-notebooks notebooks course spread clean-venv mutation
+.PHONY: setup assets lab test test-lib test-notebooks notebooks lint course spread clean-venv mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test-lib: setup
 test-notebooks: assets
 	$(PY) -m pytest notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
 
+lint: setup  ## ruff over the library, tests, tools, data scripts and the lessons' text sources (pyproject [tool.ruff])
+	$(PY) -m ruff check genpercept_lessons tests tools data_scripts notebooks/sources
+
 notebooks: setup  ## sync each notebook with its text source in notebooks/sources/ (the newer wins), strip outputs
 	$(PY) -m genpercept_lessons.course.notebook_sources sync
 
@@ -42,8 +45,8 @@ course: setup assets  ## execute every notebook (mini profile) and write the cou
 
 spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on it, tabulate docs/robustness.md (~20 min a build)
 	for b in $(SPREAD_BUILDS); do \
-	  $(PY) -m genpercept_lessons.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
-	$(PY) -m genpercept_lessons.spread table
+	  $(PY) -m genpercept_lessons.course.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
+	$(PY) -m genpercept_lessons.course.spread table
 
 clean-venv:
 	rm -rf $(VENV)

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
 
-    from genpercept_lessons.real_datasets import prepare_hypersim
+    from genpercept_lessons.real_data.prepare import prepare_hypersim
 
     out = prepare_hypersim(args.root, args.out, split=args.split, size=(args.height, args.width), limit=args.limit,
                            overwrite=args.overwrite, split_csv=args.split_csv, skip_missing=args.skip_missing)

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
 
-    from genpercept_lessons.real_datasets import prepare_nyuv2
+    from genpercept_lessons.real_data.prepare import prepare_nyuv2
 
     out = prepare_nyuv2(args.mat, args.out, split=args.split, splits_mat=args.splits, depth=args.depth,
                         limit=args.limit, overwrite=args.overwrite)

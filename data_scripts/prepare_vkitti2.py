@@ -12,7 +12,7 @@ import argparse
 
 
 def main(argv: list[str] | None = None) -> None:
-    from genpercept_lessons.vkitti2 import VKITTI2_CAMERAS, VKITTI2_SCENES, VKITTI2_VARIATIONS
+    from genpercept_lessons.real_data.vkitti2 import VKITTI2_CAMERAS, VKITTI2_SCENES, VKITTI2_VARIATIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="folder holding the SceneXX folders of both tars")
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
 
-    from genpercept_lessons.real_datasets import prepare_vkitti2
+    from genpercept_lessons.real_data.prepare import prepare_vkitti2
 
     out = prepare_vkitti2(args.root, args.out, scenes=args.scenes, variations=args.variations, cameras=args.cameras,
                           limit=args.limit, overwrite=args.overwrite)

@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from genpercept_lessons.atomic import atomic_write_bytes, replace_folder
 
 __all__ = [
     "cache_root",
@@ -20,11 +21,12 @@ __all__ = [
     "asset_path",
     "is_complete",
     "build_asset",
-    "atomic_write_bytes",
-    "atomic_torch_save",
+    "METADATA_FILE",
+    "read_metadata",
 ]
 
 MARKER = "_COMPLETE.json"
+METADATA_FILE = "genpercept_metadata.json"  # training settings and held-out quality, beside a mini model
 
 
 def cache_root() -> Path:
@@ -99,35 +101,13 @@ def build_asset(final: str | os.PathLike, settings: dict[str, Any], build: Calla
     build(partial)
     marker = {"settings": settings, "files": _manifest(partial)}
     atomic_write_bytes(partial / MARKER, json.dumps(marker, indent=1, default=str).encode())
-    os.replace(partial, final)
+    replace_folder(partial, final)
     return final
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)  # mkstemp creates 0600 files: give the result the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file behind (temporary file + ``os.replace``)."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """The training settings and held-out quality recorded beside a mini pipeline or VAE. Introduced in notebook 01."""
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {METADATA_FILE} in {folder}; build the mini assets with `make assets`")
+    return json.loads(path.read_text())

@@ -5,9 +5,10 @@ import time
 
 import numpy as np
 
-from .inference import predict
-from .metrics import depth_metrics_per_image, normal_errors_per_image, normal_metrics
-from .protocols import EvalProtocol, evaluation_mask, get_protocol
+from genpercept_lessons.inference import predict
+from genpercept_lessons.metrics import depth_metrics_per_image, normal_errors_per_image, normal_metrics
+from genpercept_lessons.protocols import EvalProtocol, evaluation_mask, get_protocol
+from genpercept_lessons.tasks import pipeline_task
 
 __all__ = ["evaluate"]
 
@@ -31,7 +32,7 @@ def evaluate(pipe, scenes, n: int | None = None, seed: int = 0, batch_size: int 
         raise ValueError(f"evaluate: `n` must be an int in [1, {len(scenes)}], got {n!r}")
     protocol = get_protocol(protocol)
     rows = scenes[:n]
-    task = "depth" if type(pipe).__name__ == "MarigoldDepthPipeline" else "normals"
+    task = pipeline_task(pipe)
     # masks first, so that an unknown protocol or a crop that does not fit fails before the slow prediction
     if task == "depth":
         mask = evaluation_mask(protocol, rows["mask"], rows["depth"])

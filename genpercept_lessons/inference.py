@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schedules import SPACINGS, with_spacing
+from genpercept_lessons.images import images_to_tensor
+from genpercept_lessons.noise_schedules import SPACINGS, with_spacing
+from genpercept_lessons.tasks import pipeline_task
 
-__all__ = ["NOISE_TYPES", "Prediction", "empty_text_embedding", "encode_rgb", "predict", "predict_detailed"]
+__all__ = ["NOISE_TYPES", "Prediction", "encode_empty_prompt", "empty_text_embedding", "encode_rgb", "predict", "predict_detailed"]
 
 NOISE_TYPES = ("gaussian", "zeros")
 
@@ -28,35 +30,24 @@ class Prediction:
     x0_decoded: list = field(default_factory=list)  # per step, numpy like `prediction` but per ensemble member
 
 
-def _task(pipe) -> str:
-    name = type(pipe).__name__
-    if name == "MarigoldDepthPipeline":
-        return "depth"
-    if name == "MarigoldNormalsPipeline":
-        return "normals"
-    raise TypeError(f"`pipe` must be a diffusers MarigoldDepthPipeline or MarigoldNormalsPipeline, got {name}")
+def encode_empty_prompt(tokenizer, text_encoder):
+    """The empty-prompt embedding exactly as the Marigold pipeline builds it: ``[1, 2, hidden]``. Introduced in notebook 01.
+
+    Two tokens, BOS and EOS: the pipeline tokenizes "" with ``padding="do_not_pad"``.
+    """
+    import torch
+
+    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids.to(text_encoder.device))[0]
 
 
 def empty_text_embedding(pipe):
     """The empty-prompt embedding the pipeline conditions on, computed exactly as the pipeline does ([1, 2, hidden]). Introduced in notebook 01."""
-    from .mini_components import encode_empty_prompt
-
     if pipe.empty_text_embedding is None:
         pipe.empty_text_embedding = encode_empty_prompt(pipe.tokenizer, pipe.text_encoder)
     return pipe.empty_text_embedding
-
-
-def _as_image_tensor(images):
-    import torch
-
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"`images` must be uint8 [N,H,W,3] (or [H,W,3]), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"`images` must be uint8 in [0,255], got dtype {arr.dtype}")
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
 
 
 def encode_rgb(pipe, image):
@@ -77,10 +68,13 @@ def _decode(pipe, latents):
 def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian",
                      ensemble: int = 1, generator=None, latents=None, batch_size: int | None = None,
                      processing_resolution: int | None = None, keep_intermediates: bool = False) -> Prediction:
-    """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. With ``keep_intermediates`` also return each step's x̂0. Introduced in notebook 01."""
+    """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. Introduced in notebook 01.
+
+    With ``keep_intermediates`` the result also holds each step's input latent and x̂0.
+    """
     import torch
 
-    task = _task(pipe)
+    task = pipeline_task(pipe)
     if spacing not in SPACINGS:
         raise ValueError(f"predict: `spacing` must be one of {SPACINGS}, got {spacing!r}")
     if noise not in NOISE_TYPES:
@@ -91,7 +85,7 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
         raise ValueError(f"predict: `ensemble` must be a positive int, got {ensemble!r}")
     if latents is not None and (generator is not None or noise == "zeros"):
         raise ValueError("predict: pass `latents` alone (not with `generator` or noise='zeros')")
-    image = _as_image_tensor(images).to(pipe.device, pipe.dtype)
+    image = images_to_tensor(images).to(pipe.device, pipe.dtype)
     n = image.shape[0]
     res = processing_resolution if processing_resolution is not None else pipe.default_processing_resolution
     if res is None:

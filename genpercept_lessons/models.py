@@ -1,13 +1,13 @@
 """Loading Marigold for a profile: the mini pipelines from the asset cache, or released checkpoints by hub id."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from .profiles import Profile, get_profile
+from genpercept_lessons.profiles import Profile, get_profile
+from genpercept_lessons.tasks import check_task, folder_task, pipeline_class
 
-__all__ = ["TASKS", "load_marigold"]
-
-TASKS = ("depth", "normals")
+__all__ = ["load_marigold"]
 
 
 def _hub_error(location: str, err: Exception) -> RuntimeError:
@@ -21,39 +21,74 @@ def _hub_error(location: str, err: Exception) -> RuntimeError:
     )
 
 
-def load_marigold(profile: Profile | str | None = None, task: str = "depth", progress_bar: bool = False):
+def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missing: bool) -> None:
+    from genpercept_lessons.assets import is_complete
+    from genpercept_lessons.mini.build import mini_asset_paths
+
+    if Path(location) != mini_asset_paths(profile.build_seed, profile.build_precision)[task]:
+        return  # a mini profile pointed at another folder: load it as it is
+    if is_complete(location, check_hashes=False):
+        return
+    if not build_missing:
+        raise FileNotFoundError(f"the mini-Marigold {task} model is not built yet ({location}); run `make assets` once "
+                                "in a terminal (about 15 minutes on 2 CPU cores), or pass a Marigold pipeline folder")
+    from genpercept_lessons.mini.build import build_mini_assets
+
+    print("The mini-Marigold models are not built yet: building them now (about 15 minutes on 2 CPU cores; "
+          "`make assets` does the same from a terminal).")
+    build_mini_assets(profile.build_seed, profile.build_precision)
+
+
+def _from_folder(cls, folder: Path, task: str, dtype):
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"'{folder}' is not a Marigold pipeline folder (no model_index.json); expected a folder "
+                                "saved by pipe.save_pretrained, e.g. the --out of `python -m genpercept_lessons.cli.train`")
+    found = folder_task(folder)
+    if found is not None and found != task:
+        raise ValueError(f"'{folder}' holds a {found} pipeline but {task} was asked for; load it as task={found!r} "
+                         f"(--task {found} on the command line) or pass a {task} model")
+    try:
+        return cls.from_pretrained(str(folder), dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        raise RuntimeError(f"could not load the pipeline in '{folder}' ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200]})") from None
+
+
+def load_marigold(profile: Profile | str | None = None, task: str = "depth", progress_bar: bool = False, *,
+                  model: str | None = None, build_missing: bool = True):
     """The diffusers ``MarigoldDepthPipeline`` / ``MarigoldNormalsPipeline`` of ``profile`` on its device. Introduced in notebook 01.
 
-    Mini profile: the pipeline folder in the asset cache (built on first use, ~15 min; or run `make assets`).
-    Full profile: a hub id such as ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout.
+    Mini profile: the pipeline folder in the asset cache, built on first use (~15 min; ``make assets`` does the same)
+    unless ``build_missing=False``, which raises FileNotFoundError instead. Full profile: a hub id such as
+    ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout. ``model`` (a folder, or a hub id in the full
+    profile) replaces the profile's model for ``task``.
     """
     import torch
-    from diffusers import MarigoldDepthPipeline, MarigoldNormalsPipeline
 
     if profile is None or isinstance(profile, str):
         profile = get_profile(profile)
     if not isinstance(profile, Profile):
         raise TypeError(f"load_marigold: `profile` must be a Profile, a profile name or None, got {type(profile).__name__}")
-    if task not in TASKS:
-        raise ValueError(f"load_marigold: `task` must be one of {TASKS}, got {task!r}")
+    check_task("load_marigold", task)
+    if model is not None:
+        if not isinstance(model, (str, Path)) or not str(model):
+            raise TypeError(f"load_marigold: `model` must be a folder path or hub id, got {model!r}")
+        profile = dataclasses.replace(profile, **{f"{task}_model": str(model)})
     location = profile.depth_model if task == "depth" else profile.normals_model
-    cls = MarigoldDepthPipeline if task == "depth" else MarigoldNormalsPipeline
-    if profile.is_mini:
-        from .assets import is_complete
-
-        if not is_complete(location, check_hashes=False):
-            from .build import build_mini_assets
-
-            print("The mini-Marigold models are not built yet: building them now (about 15 minutes on 2 CPU cores; "
-                  "`make assets` does the same from a terminal).")
-            build_mini_assets()
+    cls = pipeline_class(task)
+    if profile.is_mini and model is None:
+        _ensure_mini_assets(profile, task, location, build_missing)
     dtype = getattr(torch, profile.dtype)
-    if Path(location).is_dir():
-        pipe = cls.from_pretrained(location, dtype=dtype)
+    folder = Path(location).expanduser()
+    if folder.is_dir():
+        pipe = _from_folder(cls, folder, task, dtype)
+    elif profile.is_mini:
+        raise FileNotFoundError(f"load_marigold: there is no folder '{location}'; the mini profile is offline, so pass "
+                                "a local Marigold pipeline folder (or use the full profile for a Hugging Face Hub id)")
+    elif str(location).startswith(("/", ".", "~")) or str(location).count("/") != 1:
+        raise FileNotFoundError(f"load_marigold: model folder '{location}' does not exist (and it is not a hub id "
+                                "of the form 'owner/name')")
     else:
-        if location.startswith(("/", ".", "~")) or location.count("/") != 1:
-            raise FileNotFoundError(f"load_marigold: model folder '{location}' does not exist (and it is not a hub id "
-                                    "of the form 'owner/name')")
         try:
             pipe = cls.from_pretrained(location, dtype=dtype)
         except (OSError, ValueError) as err:  # offline, unknown id, gated repo, network down

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from genpercept_lessons.images import images_to_tensor
+
 __all__ = ["DECODERS", "ONE_STEP_TASKS", "beta_one_scheduler", "rgb_only_unet", "OneStepModel", "train_one_step",
            "predict_one_step"]
 
@@ -56,7 +58,7 @@ class OneStepModel:
         """rgb [B,3,H,W] in [-1,1] -> depth [B,H,W] (affine-invariant) or class logits [B,5,H,W]."""
         import torch
 
-        from .heads import UNetFeatures
+        from genpercept_lessons.heads import UNetFeatures
 
         with torch.no_grad():
             latent = self.vae.encode(rgb).latent_dist.mode() * self.vae.config.scaling_factor
@@ -87,12 +89,13 @@ def train_one_step(pipe, train_data, task: str = "depth", decoder: str = "vae", 
     import torch
     from tqdm.auto import tqdm
 
-    from .heads import DPTHead
-    from .inference import empty_text_embedding
-    from .losses import affine_invariant_l1
-    from .lr_schedules import iter_exponential
-    from .scenes import IGNORE_LABEL
-    from .training import _step_generator, training_batch
+    from genpercept_lessons.finetuning import training_batch
+    from genpercept_lessons.heads import DPTHead
+    from genpercept_lessons.inference import empty_text_embedding
+    from genpercept_lessons.losses import affine_invariant_l1
+    from genpercept_lessons.lr_schedules import iter_exponential
+    from genpercept_lessons.mini.scenes import IGNORE_LABEL
+    from genpercept_lessons.runtime import step_generator
 
     if task not in ONE_STEP_TASKS:
         raise ValueError(f"train_one_step: `task` must be one of {tuple(ONE_STEP_TASKS)}, got {task!r}")
@@ -113,7 +116,7 @@ def train_one_step(pipe, train_data, task: str = "depth", decoder: str = "vae", 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: iter_exponential(s, steps, max(1, steps // 10), 0.05))
     t0 = time.time()
     for step in tqdm(range(steps), desc=f"one-step {task} ({decoder})", disable=not progress):
-        batch = training_batch([train_data], [1.0], batch_size, _step_generator(seed, 0, step))
+        batch = training_batch([train_data], [1.0], batch_size, step_generator(seed, 0, step))
         out = model.forward(batch["rgb"])
         if task == "depth":
             loss = affine_invariant_l1(out, batch["depth"], batch["depth_mask"])
@@ -142,7 +145,7 @@ def predict_one_step(model: OneStepModel, images, batch_size: int = 50) -> np.nd
     outs = []
     with torch.no_grad():
         for i in range(0, len(arr), batch_size):
-            rgb = torch.from_numpy(arr[i:i + batch_size]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            rgb = images_to_tensor(arr[i:i + batch_size], signed=True)
             out = model.forward(rgb)
             outs.append(out.argmax(1).to(torch.uint8) if model.task == "segmentation" else out)
     return torch.cat(outs).numpy()

@@ -133,7 +133,7 @@ def _default_device(name: str) -> str:
 
 
 def _mini(**overrides: Any) -> Profile:
-    from .assets import asset_path
+    from genpercept_lessons.assets import asset_path
 
     build = mini_build(overrides.pop("build_seed", None), overrides.pop("build_precision", None))
     s = mini_build_settings(build["seed"], build["precision"])

@@ -1,4 +1,6 @@
-"""Marigold's per-dataset depth evaluation protocols: valid depth range and crop mask (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`).
+"""Marigold's per-dataset depth evaluation protocols: the valid depth range and the crop mask.
+
+Sources: Marigold's ``src/util/alignment.py``, ``src/util/metric.py`` and ``script/depth/eval.py``.
 
 Marigold (``src/dataset/*_dataset.py``, ``script/depth/eval.py``) counts a pixel when its ground truth lies in
 (min_depth, max_depth) and, for NYUv2 and KITTI, inside the Eigen crop; aligned predictions are clipped to the
@@ -31,12 +33,15 @@ class EvalProtocol:
 
 PROTOCOLS: dict[str, EvalProtocol] = {p.name: p for p in (
     EvalProtocol("miniscenes", 1e-3, None),
-    # NYUv2 official test (654): 1e-3–10 m, Eigen crop rows 45:471, cols 41:601 on 480×640 (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`)
+    # NYUv2 official test (654): 1e-3–10 m, Eigen crop rows 45:471, cols 41:601 on 480×640 (Marigold's
+    # `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`)
     EvalProtocol("nyuv2", 1e-3, 10.0, (45, 471, 41, 601), relative=False, image_size=(480, 640)),
-    # KITTI Eigen test: 1e-5–80 m; on the 352×1216 benchmark crop, the Eigen mask (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`)
+    # KITTI Eigen test: 1e-5–80 m; on the 352×1216 benchmark crop, the Eigen mask (Marigold's `src/util/alignment.py`,
+    # `src/util/metric.py`, `script/depth/eval.py`)
     EvalProtocol("kitti", 1e-5, 80.0, (0.3324324, 0.91351351, 0.0359477, 0.96405229), relative=True,
                  image_size=(352, 1216)),
-    # ... or the Garg mask, also available in Marigold's KITTI dataset class (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`)
+    # ... or the Garg mask, also available in Marigold's KITTI dataset class (Marigold's `src/util/alignment.py`,
+    # `src/util/metric.py`, `script/depth/eval.py`)
     EvalProtocol("kitti_garg", 1e-5, 80.0, (0.40810811, 0.99189189, 0.03594771, 0.96405229), relative=True,
                  image_size=(352, 1216)),
     # training-data ranges of the E2E-FT/Marigold loaders (E2E-FT ``training/dataloaders/load.py``), for checking on held-out training data;
@@ -69,7 +74,10 @@ def _crop_box(p: EvalProtocol, height: int, width: int) -> tuple[int, int, int, 
 
 
 def evaluation_mask(protocol: str | EvalProtocol, mask, depth=None) -> np.ndarray:
-    """The pixels a protocol scores: ``mask`` bool [N,H,W] or [H,W] ∧ crop (∧ min_depth < depth < max_depth if ``depth`` [same shape] is given). Introduced in notebook 08."""
+    """The pixels a protocol scores: ``mask`` bool [N,H,W] or [H,W] ∧ crop (∧ range). Introduced in notebook 08.
+
+    The range test, min_depth < depth < max_depth, applies when ``depth`` (the shape of ``mask``) is given.
+    """
     p = get_protocol(protocol)
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["set_seed", "pick_device"]
+__all__ = ["set_seed", "step_generator", "pick_device"]
 
 
 def set_seed(seed: int = 0, verbose: bool = True) -> int:
@@ -19,6 +19,14 @@ def set_seed(seed: int = 0, verbose: bool = True) -> int:
     if verbose:
         print(f"seeded python, numpy and torch with {seed}")
     return seed
+
+
+def step_generator(seed: int, rank: int, step: int):
+    """A torch generator that depends only on (seed, rank, step): reproducible sampling; resuming needs no RNG state."""
+    import numpy as np
+    import torch
+
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
 
 
 def pick_device(preferred: str | None = None, verbose: bool = True) -> str:

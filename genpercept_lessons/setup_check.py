@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 
-from .profiles import Profile, get_profile
+from genpercept_lessons.profiles import Profile, get_profile
 
 __all__ = ["Check", "REQUIRED_PACKAGES", "check_environment", "format_checks"]
 
@@ -73,7 +73,7 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
                         "close other programs, or use the mini profile"))
 
     if profile.is_mini:
-        from .build import mini_asset_paths, mini_assets_ready
+        from genpercept_lessons.mini.build import mini_asset_paths, mini_assets_ready
 
         variant = {"seed": profile.build_seed, "precision": profile.build_precision}
         ready, paths = mini_assets_ready(**variant), mini_asset_paths(**variant)

@@ -53,7 +53,10 @@ def normals_to_image(normals, mask) -> np.ndarray:
 
 
 def image_to_depth(image) -> np.ndarray:
-    """Decoded 3-channel image -> depth in [0,1] (mean of channels, clip to [-1,1], then (d+1)/2): [...,3,H,W] -> [...,H,W]. Introduced in notebook 01."""
+    """Decoded 3-channel image [...,3,H,W] -> depth [...,H,W] in [0,1]. Introduced in notebook 01.
+
+    The mean of the channels, clipped to [-1,1], then (d+1)/2.
+    """
     image = np.asarray(image)
     if image.ndim < 3 or image.shape[-3] != 3:
         raise ValueError(f"`image` must be [..., 3, H, W], got shape {image.shape}")

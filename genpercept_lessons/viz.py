@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenes import LABELS
+from genpercept_lessons.mini.scenes import LABELS
 
 __all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "scene_figure", "prediction_grid", "metric_vs_steps",
            "error_map"]
@@ -12,7 +12,10 @@ _LABEL_COLOURS = np.array([[196, 120, 64], [120, 190, 120], [90, 90, 200], [230,
 
 
 def colorize_depth(depth, mask=None) -> np.ndarray:
-    """Depth [H,W] -> uint8 RGB [H,W,3] with diffusers' ``visualize_depth`` (Spectral: near red, far blue), min-max over valid pixels. Introduced in notebook 00."""
+    """Depth [H,W] -> uint8 RGB [H,W,3] with diffusers' ``visualize_depth``. Introduced in notebook 00.
+
+    Spectral colours (near red, far blue), min-max over the valid pixels.
+    """
     from diffusers.pipelines.marigold import MarigoldImageProcessor
 
     d = np.asarray(depth, dtype=np.float32)
@@ -70,7 +73,10 @@ def scene_figure(row, title: str | None = None):
 
 
 def prediction_grid(images, rows: dict, masks=None, max_cols: int = 6):
-    """A grid figure: first row the RGB images, then one row per named prediction set (depth [N,H,W] or normals [N,H,W,3]). Introduced in notebook 01."""
+    """A grid figure: the RGB images, then a row per named prediction set. Introduced in notebook 01.
+
+    Each set is depth [N,H,W] or normals [N,H,W,3].
+    """
     import matplotlib.pyplot as plt
 
     images = np.asarray(images)

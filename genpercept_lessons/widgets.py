@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inference import encode_rgb, predict_detailed
-from .schedules import SPACINGS, alpha_bar
-from .targets import depth_to_image
+from genpercept_lessons.inference import encode_rgb, predict_detailed
+from genpercept_lessons.noise_schedules import SPACINGS, alpha_bar
+from genpercept_lessons.targets import depth_to_image
 
 __all__ = ["noise_levels", "timestep_explorer"]
 
@@ -34,12 +34,15 @@ def noise_levels(pipe, image, depth, mask, spacing: str, steps: int, seed: int =
 
 
 def timestep_explorer(pipe, scenes, max_steps: int = 50):
-    """A widget: pick spacing, number of steps and a scene; see the timesteps fed, expected vs actual noise, and x̂0 per step. Introduced in notebook 02."""
+    """A widget: pick spacing, number of steps and a scene. Introduced in notebook 02.
+
+    It shows the timesteps fed, the expected vs the actual noise, and x̂0 per step.
+    """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     from IPython.display import display
 
-    from .viz import colorize_depth
+    from genpercept_lessons.viz import colorize_depth
 
     spacing = widgets.Dropdown(options=list(SPACINGS), value="leading", description="spacing")
     steps = widgets.SelectionSlider(options=[s for s in (1, 2, 4, 10, 25, 50) if s <= max_steps], value=1,

@@ -14,8 +14,8 @@ def tmp_cache(tmp_path, monkeypatch):
 def _tiny_pipeline(task: str, folder):
     import torch
 
-    from genpercept_lessons.mini_components import make_text_encoder, make_tokenizer, make_unet, make_vae
-    from genpercept_lessons.mini_marigold import make_pipeline
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import make_pipeline
 
     torch.manual_seed(0)
     vae = make_vae((32, 32), sample_size=16)

@@ -16,8 +16,8 @@ def tiny_dataset(n: int = 8, size: int = 16, seed: int = 0):
     """``n`` MiniScenes rows at ``size``×``size`` in the course schema, numpy-formatted like ``load_miniscenes``."""
     from datasets import Dataset
 
-    from genpercept_lessons.data import miniscenes_features
-    from genpercept_lessons.scenes import render_scene
+    from genpercept_lessons.mini.miniscenes import miniscenes_features
+    from genpercept_lessons.mini.scenes import render_scene
 
     scenes = [render_scene(seed, i, size, size) for i in range(n)]
     return Dataset.from_dict({c: [getattr(s, c) for s in scenes] for c in COLUMNS},
@@ -29,7 +29,8 @@ def main(pipeline_dir: str, prefix: str, workdir: str) -> None:
     from accelerate import PartialState
     from diffusers import MarigoldDepthPipeline
 
-    from genpercept_lessons.training import E2EConfig, _step_generator, finetune_end_to_end, training_batch
+    from genpercept_lessons.finetuning import E2EConfig, finetune_end_to_end, training_batch
+    from genpercept_lessons.runtime import step_generator
 
     torch.set_num_threads(1)
     ds = tiny_dataset()
@@ -39,7 +40,7 @@ def main(pipeline_dir: str, prefix: str, workdir: str) -> None:
     state = PartialState()
     rank = state.process_index
     assert rank == int(os.environ.get("RANK", rank))
-    first = training_batch([ds], [1.0], config.batch_size, _step_generator(config.seed, rank, 0), config.hflip)
+    first = training_batch([ds], [1.0], config.batch_size, step_generator(config.seed, rank, 0), config.hflip)
     torch.save({"unet": {k: v.detach().clone() for k, v in result.pipe.unet.state_dict().items()},
                 "world_size": state.num_processes, "rank": rank, "distributed_type": str(state.distributed_type),
                 "losses": result.losses, "first_rgb": first["rgb"]}, f"{prefix}{rank}.pt")

@@ -77,7 +77,7 @@ def test_profile_bad_input(args, kwargs, exc, match):
 # Build variants (issue: every claim must hold on every learner's build)
 def test_build_variant_follows_the_environment_and_names_its_own_folders(monkeypatch, tmp_cache):
     from genpercept_lessons import profiles
-    from genpercept_lessons.build import mini_asset_paths
+    from genpercept_lessons.mini.build import mini_asset_paths
 
     monkeypatch.delenv("GENPERCEPT_MINI_SEED", raising=False)
     monkeypatch.delenv("GENPERCEPT_MINI_PRECISION", raising=False)
@@ -135,7 +135,8 @@ def test_bad_build_variant_in_the_environment_is_named(monkeypatch, env, value, 
 
 
 def test_bf16_on_a_cpu_without_it_is_refused(monkeypatch):
-    from genpercept_lessons import mini_marigold, profiles
+    from genpercept_lessons import profiles
+    from genpercept_lessons.mini import marigold_training
 
     monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: False)
     with pytest.raises(ValueError, match="no bf16 kernels"):
@@ -143,6 +144,6 @@ def test_bf16_on_a_cpu_without_it_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="`seed` must be"):
         profiles.mini_build(-3, "fp32")
     with pytest.raises(RuntimeError, match="GENPERCEPT_MINI_PRECISION=fp32"):
-        mini_marigold._use_bf16({"bf16": True})
+        marigold_training._use_bf16({"bf16": True})
     with pytest.raises(TypeError, match="only apply to the mini profile"):
         get_profile("full", build_seed=1)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import genpercept_lessons.build as build
+import genpercept_lessons.mini.build as build
 import genpercept_lessons.profiles as profiles
-from genpercept_lessons.__main__ import main
-from genpercept_lessons.bench import QUICK_SETTINGS, TRAIN_LABEL, format_table, run_benchmarks
-from genpercept_lessons.cli_doctor import essential_failures
+from genpercept_lessons.cli.bench import QUICK_SETTINGS, TRAIN_LABEL, format_table, run_benchmarks
+from genpercept_lessons.cli.doctor import essential_failures
+from genpercept_lessons.cli.main import main
 from genpercept_lessons.setup_check import Check
 
 COMMANDS = ("assets", "paths", "doctor", "predict", "bench")
@@ -55,7 +55,7 @@ def tiny_profile(monkeypatch, tiny_pipeline_dirs, one_thread):
 @pytest.fixture
 def photo(tmp_path):
     """A 20×28 RGBA PNG (not square, with alpha) of a MiniScenes room."""
-    from genpercept_lessons.scenes import render_scene
+    from genpercept_lessons.mini.scenes import render_scene
 
     rgb = render_scene(0, 3, 20, 28, supersample=1).image
     path = tmp_path / "room.png"
@@ -196,7 +196,7 @@ def _not_an_image(tmp_path):
 ])
 def test_predict_rejects_bad_images_before_loading_a_model(make, words, tiny_profile, photo, tmp_path, capsys,
                                                            monkeypatch):
-    import genpercept_lessons.cli_predict as cli_predict
+    import genpercept_lessons.cli.predict as cli_predict
 
     monkeypatch.setattr(cli_predict, "load_pipeline", lambda *a, **k: pytest.fail("loaded a model for a bad input"))
     bad = make(tmp_path)
@@ -275,7 +275,7 @@ def test_bench_quick_prints_a_table_of_positive_figures(tiny_profile, capsys):
 
 def test_run_benchmarks_rows_and_table(tiny_pipeline_dirs, one_thread):
     from genpercept_lessons import get_profile
-    from genpercept_lessons.cli_predict import load_pipeline
+    from genpercept_lessons.cli.predict import load_pipeline
 
     profile = get_profile("mini", depth_model=str(tiny_pipeline_dirs["depth"]))
     pipe = load_pipeline(profile, "depth")

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from genpercept_lessons.course_site import CourseBuildError, build_site, lesson_info
+from genpercept_lessons.course.site import CourseBuildError, build_site, lesson_info
 
 REPO = Path(__file__).resolve().parents[1]
 

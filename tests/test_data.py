@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpercept_lessons.data import COLUMNS, load_miniscenes
-from genpercept_lessons.scenes import render_scene
+from genpercept_lessons.mini.miniscenes import COLUMNS, load_miniscenes
+from genpercept_lessons.mini.scenes import render_scene
 
 SMALL = {"version": 1, "seed": 5, "n_train": 6, "n_test": 3, "height": 32, "width": 48}
 

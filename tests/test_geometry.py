@@ -4,9 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpercept_lessons.geometry import (crop_intrinsics, distance_to_planar_depth, normals_from_depth,
-                                         planar_depth_to_distance, resize_intrinsics)
-from genpercept_lessons.scenes import render_scene
+from genpercept_lessons.mini.scenes import render_scene
+from genpercept_lessons.real_data.geometry import (
+    crop_intrinsics,
+    distance_to_planar_depth,
+    normals_from_depth,
+    planar_depth_to_distance,
+    resize_intrinsics,
+)
 
 
 def _same_label_3x3(label: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ import torch
 
 from genpercept_lessons.losses import affine_invariant_l1, angular_loss, fit_scale_shift
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # numpy references
 

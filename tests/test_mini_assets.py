@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
-from genpercept_lessons.build import METADATA_FILE, mini_assets_ready, read_metadata
-from genpercept_lessons.mini_components import MARIGOLD_V1_0_SCHEDULER
+from genpercept_lessons.assets import METADATA_FILE, read_metadata
+from genpercept_lessons.mini.build import mini_assets_ready
+from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
 
 pytestmark = pytest.mark.skipif(not all(mini_assets_ready().values()),
                                 reason="mini assets not built: run `make assets` (make test does it first)")
@@ -69,7 +70,7 @@ def test_normals_model_shows_the_bug_and_beats_the_baseline(profile):
 
 
 def test_vae_metadata_records_scaling_factor(profile):
-    from genpercept_lessons.build import mini_asset_paths
+    from genpercept_lessons.mini.build import mini_asset_paths
 
     meta = read_metadata(mini_asset_paths()["vae"])
     folder = Path(profile.depth_model) / "vae" / "config.json"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from genpercept_lessons import mini_marigold
-from genpercept_lessons.mini_marigold import train_denoiser, train_vae
+from genpercept_lessons.mini import marigold_training
+from genpercept_lessons.mini.marigold_training import train_denoiser, train_vae
 from genpercept_lessons.profiles import cpu_has_bf16
 
 rng = np.random.default_rng(0)
@@ -16,7 +16,7 @@ VAE_SETTINGS = {"block_out_channels": [32, 32], "latent_channels": 4, "steps": 4
 
 
 def _interrupt_after(monkeypatch, n_saves: int):
-    real, calls = mini_marigold.atomic_torch_save, []
+    real, calls = marigold_training.atomic_torch_save, []
 
     def save(obj, path):
         real(obj, path)
@@ -24,7 +24,7 @@ def _interrupt_after(monkeypatch, n_saves: int):
         if len(calls) == n_saves:
             raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(mini_marigold, "atomic_torch_save", save)
+    monkeypatch.setattr(marigold_training, "atomic_torch_save", save)
 
 
 @pytest.mark.parametrize("extra", [{}, pytest.param({"bf16": True}, marks=pytest.mark.skipif(
@@ -64,7 +64,7 @@ def test_denoiser_resumes_exactly_and_uses_the_recipe(tmp_path, monkeypatch, pyr
 
 def test_with_mirrored_flips_images_and_the_x_of_normals():
     arrays = {k: v[:2] for k, v in ARRAYS.items()} | {"mask": rng.random((2, 16, 16)) > 0.5}
-    out = mini_marigold.with_mirrored(arrays)
+    out = marigold_training.with_mirrored(arrays)
     assert {k: v.shape[0] for k, v in out.items()} == {k: 4 for k in arrays}
     np.testing.assert_array_equal(out["rgb"][2:], arrays["rgb"][..., ::-1])
     np.testing.assert_array_equal(out["mask"][2:], arrays["mask"][..., ::-1])

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from genpercept_lessons import get_profile, load_marigold
-from genpercept_lessons.mini_components import MARIGOLD_V1_0_SCHEDULER, encode_empty_prompt
+from genpercept_lessons.inference import encode_empty_prompt
+from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
 
 
 def test_layout_matches_marigold_v1_0(tiny_pipeline_dirs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genpercept_lessons.noise import multi_resolution_noise
+from genpercept_lessons.training_noise import multi_resolution_noise
 
 
 def _low_frequency_share(noise: torch.Tensor) -> float:

@@ -7,8 +7,13 @@ import torch
 
 from genpercept_lessons.heads import DPTHead, UNetFeatures
 from genpercept_lessons.metrics import mean_iou
-from genpercept_lessons.one_step import (OneStepModel, beta_one_scheduler, predict_one_step, rgb_only_unet,
-                                         train_one_step)
+from genpercept_lessons.one_step import (
+    OneStepModel,
+    beta_one_scheduler,
+    predict_one_step,
+    rgb_only_unet,
+    train_one_step,
+)
 
 
 @pytest.fixture(scope="module")

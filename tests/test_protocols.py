@@ -1,4 +1,7 @@
-"""Marigold's evaluation protocols (Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`) and their use in evaluation.evaluate."""
+"""Marigold's evaluation protocols and their use in evaluation.evaluate.
+
+Sources: Marigold's ``src/util/alignment.py``, ``src/util/metric.py``, ``script/depth/eval.py``.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -74,7 +77,12 @@ class _FakeDepthPipe:
     pass
 
 
+class _FakeNormalsPipe:
+    pass
+
+
 _FakeDepthPipe.__name__ = "MarigoldDepthPipeline"
+_FakeNormalsPipe.__name__ = "MarigoldNormalsPipeline"
 
 
 def _rows(h, w, n=2, seed=0):
@@ -114,7 +122,7 @@ def test_evaluate_normals_use_the_crop_and_skip_unknown_normals(monkeypatch):
     scenes["normals"][0, :240] = 0  # unknown normals in the schema
     pred = np.roll(scenes["normals"], 1, axis=-1)
     monkeypatch.setattr(evaluation, "predict", lambda pipe, images, **kw: pred)
-    out = evaluation.evaluate(object(), scenes, protocol="nyuv2")["metrics"]
+    out = evaluation.evaluate(_FakeNormalsPipe(), scenes, protocol="nyuv2")["metrics"]
     mask = evaluation_mask("nyuv2", scenes["mask"])
     mask[0, :240] = False
     assert out == normal_metrics(pred, scenes["normals"], mask)

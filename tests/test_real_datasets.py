@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
-from genpercept_lessons import real_datasets
-from genpercept_lessons.data import miniscenes_features
-from genpercept_lessons.geometry import planar_depth_to_distance
-from genpercept_lessons.hypersim import hypersim_frames, read_hypersim_frame, tone_map_hypersim
-from genpercept_lessons.nyuv2 import NYUV2_K, nyuv2_rows, nyuv2_split_indices
-from genpercept_lessons.real_datasets import SETTINGS_FILE, prepare_hypersim, prepare_nyuv2, prepare_vkitti2
-from genpercept_lessons.vkitti2 import kitti_benchmark_crop, read_vkitti2_frame, vkitti2_frames
+from genpercept_lessons.mini.miniscenes import miniscenes_features
+from genpercept_lessons.real_data import prepare
+from genpercept_lessons.real_data.geometry import planar_depth_to_distance
+from genpercept_lessons.real_data.hypersim import hypersim_frames, read_hypersim_frame, tone_map_hypersim
+from genpercept_lessons.real_data.nyuv2 import NYUV2_K, nyuv2_rows, nyuv2_split_indices
+from genpercept_lessons.real_data.prepare import SETTINGS_FILE, prepare_hypersim, prepare_nyuv2, prepare_vkitti2
+from genpercept_lessons.real_data.vkitti2 import kitti_benchmark_crop, read_vkitti2_frame, vkitti2_frames
 
 
 def _load(out):
@@ -172,7 +172,7 @@ def test_prepare_hypersim_schema_overwrite_and_atomicity(hypersim_root, tmp_path
         prepare_hypersim(hypersim_root, out, split="train", size=(48, 64))
 
     calls = {"n": 0}
-    real_reader = real_datasets.read_hypersim_frame
+    real_reader = prepare.read_hypersim_frame
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -180,7 +180,7 @@ def test_prepare_hypersim_schema_overwrite_and_atomicity(hypersim_root, tmp_path
             raise RuntimeError("disk on fire")
         return real_reader(*args, **kwargs)
 
-    monkeypatch.setattr(real_datasets, "read_hypersim_frame", flaky)
+    monkeypatch.setattr(prepare, "read_hypersim_frame", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
         prepare_hypersim(hypersim_root, out, split="train", size=(48, 64), overwrite=True)
     assert calls["n"] == 2
@@ -193,7 +193,7 @@ def test_prepare_hypersim_schema_overwrite_and_atomicity(hypersim_root, tmp_path
     assert len(_load(out)) == 1 and _leftovers(out.parent, out.name) == []
 
     fresh = tmp_path / "prepared" / "never"
-    monkeypatch.setattr(real_datasets, "read_hypersim_frame", flaky)
+    monkeypatch.setattr(prepare, "read_hypersim_frame", flaky)
     calls["n"] = 0
     with pytest.raises(RuntimeError):
         prepare_hypersim(hypersim_root, fresh, split="train", size=(48, 64))
@@ -413,9 +413,9 @@ def test_save_rows_rejects_wrong_rows(tmp_path):
            "normals": np.zeros((4, 4, 3), np.float32), "mask": np.zeros((4, 4), bool),
            "label": np.zeros((4, 4), np.uint8), "K": np.eye(3, dtype=np.float32)}
     with pytest.raises(ValueError, match="'depth' must be \\(4, 4\\)"):
-        real_datasets.save_rows_atomically([bad], tmp_path / "o", (4, 4))
+        prepare.save_rows_atomically([bad], tmp_path / "o", (4, 4))
     with pytest.raises(ValueError, match="no rows"):
-        real_datasets.save_rows_atomically([], tmp_path / "o", (4, 4))
+        prepare.save_rows_atomically([], tmp_path / "o", (4, 4))
     assert _leftovers(tmp_path, "o") == [] and not (tmp_path / "o").exists()
 
 
@@ -441,8 +441,8 @@ def _tiny_x8_depth_pipeline(folder):
     on 352×1216 Virtual KITTI 2 crops (a ×2 VAE would attend over 107k latent pixels)."""
     import torch
 
-    from genpercept_lessons.mini_components import make_text_encoder, make_tokenizer, make_unet, make_vae
-    from genpercept_lessons.mini_marigold import make_pipeline
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import make_pipeline
 
     torch.manual_seed(0)
     pipe = make_pipeline("depth", make_unet((32, 32), cross_attention_dim=32, sample_size=8),
@@ -459,18 +459,18 @@ def test_full_profile_training_path_on_stand_ins(hypersim_root, vkitti_root, nyu
     import torch
     from diffusers import MarigoldDepthPipeline
 
-    from genpercept_lessons import train
+    from genpercept_lessons.cli import train
 
     data = tmp_path / "data"
     monkeypatch.setenv("GENPERCEPT_DATA", str(data))
     prepare_hypersim(hypersim_root, data / "hypersim_train", split="train", size=(48, 64))
     prepare_vkitti2(vkitti_root, data / "vkitti2", scenes=("01",), variations=("morning",), cameras=(0,))
     prepare_nyuv2(nyu_files, data / "nyuv2_test", split="test")
-    from genpercept_lessons.training import _step_generator
+    from genpercept_lessons.runtime import step_generator
 
     def first_draw(seed, step):  # which dataset step `step` draws: training_batch's first use of the generator
         return int(torch.multinomial(torch.tensor([0.9, 0.1], dtype=torch.float64), 1,
-                                     generator=_step_generator(seed, 0, step)))
+                                     generator=step_generator(seed, 0, step)))
 
     # a seed whose two steps draw one Hypersim batch (48×64) and one Virtual KITTI 2 batch (352×1216)
     seed = next(s for s in range(200) if [first_draw(s, 0), first_draw(s, 1)] == [0, 1])
@@ -489,7 +489,7 @@ def test_full_profile_training_path_on_stand_ins(hypersim_root, vkitti_root, nyu
 
 
 def test_training_cli_reports_missing_data(tmp_path, monkeypatch, capsys, tiny_pipeline_dirs):
-    from genpercept_lessons import train
+    from genpercept_lessons.cli import train
 
     monkeypatch.setenv("GENPERCEPT_DATA", str(tmp_path / "nothing"))
     code = train.main(["--profile", "full", "--model", str(_tiny_x8_depth_pipeline(tmp_path)), "--steps", "2",

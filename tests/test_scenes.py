@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpercept_lessons.scenes import IGNORE_LABEL, LABELS, render_scene
+from genpercept_lessons.mini.scenes import IGNORE_LABEL, LABELS, render_scene
 
 
 @pytest.fixture(scope="module")

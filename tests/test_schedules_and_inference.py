@@ -8,8 +8,8 @@ import torch
 from genpercept_lessons import get_profile, load_marigold
 from genpercept_lessons.evaluation import evaluate
 from genpercept_lessons.inference import predict, predict_detailed
-from genpercept_lessons.mini_components import make_scheduler
-from genpercept_lessons.schedules import alpha_bar, snr, timestep_table, timesteps, with_spacing
+from genpercept_lessons.mini.components import make_scheduler
+from genpercept_lessons.noise_schedules import alpha_bar, snr, timestep_table, timesteps, with_spacing
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint
 
 @pytest.mark.parametrize("spacing, steps", [("leading", 1), ("trailing", 3), ("leading", 4)])
 def test_loop_matches_the_diffusers_pipeline(tiny_depth, spacing, steps):
-    from genpercept_lessons.schedules import with_spacing as ws
+    from genpercept_lessons.noise_schedules import with_spacing as ws
 
     tiny_depth.scheduler = ws(tiny_depth.scheduler, spacing)
     ref = tiny_depth(torch.from_numpy(IMAGES).permute(0, 3, 1, 2).float() / 255, num_inference_steps=steps,
@@ -139,7 +139,7 @@ def test_predict_rejects_other_pipelines():
 
 
 def test_evaluate_reports_metrics_time_and_prediction(tiny_depth, tmp_cache):
-    from genpercept_lessons.data import load_miniscenes
+    from genpercept_lessons.mini.miniscenes import load_miniscenes
 
     scenes = load_miniscenes("test", settings={"version": 1, "seed": 1, "n_train": 1, "n_test": 3, "height": 16,
                                                "width": 16})

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from genpercept_lessons.spread import ASSET_CLAIMS, PROBES, Probe, _run_notebook, _with_probes, write_table
+from genpercept_lessons.course.spread import ASSET_CLAIMS, PROBES, Probe, _run_notebook, _with_probes, write_table
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -76,7 +76,7 @@ def test_table_shows_every_build_with_min_max_and_paired_spread(tmp_path):
 
 
 def test_gates_are_judged_per_build():
-    from genpercept_lessons.spread import _meets
+    from genpercept_lessons.course.spread import _meets
 
     assert _meets(0.12, "<= 0.13") and not _meets(0.131, "<= 0.13")
     assert _meets(3.5, ">= 3") and not _meets(2.9, ">= 3")

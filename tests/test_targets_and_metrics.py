@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpercept_lessons.metrics import (align_scale_shift, depth_metrics, depth_metrics_per_image,
-                                        normal_errors_per_image, normal_metrics)
+from genpercept_lessons.metrics import (
+    align_scale_shift,
+    depth_metrics,
+    depth_metrics_per_image,
+    normal_errors_per_image,
+    normal_metrics,
+)
 from genpercept_lessons.targets import depth_to_image, image_to_depth, image_to_normals, normalize_depth
 
 rng = np.random.default_rng(0)

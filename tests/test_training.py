@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from genpercept_lessons.finetuning import E2EConfig, e2e_predict, finetune_end_to_end, training_batch
 from genpercept_lessons.inference import empty_text_embedding
 from genpercept_lessons.losses import affine_invariant_l1, angular_loss
 from genpercept_lessons.lr_schedules import iter_exponential
-from genpercept_lessons.training import E2EConfig, _step_generator, e2e_predict, finetune_end_to_end, training_batch
+from genpercept_lessons.runtime import step_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dist_e2e_worker import tiny_dataset  # noqa: E402
@@ -213,7 +214,7 @@ def test_training_batch_flip_of_a_head_on_wall():
     # a normal pointing right (+x) must point left after a horizontal flip; z is unchanged
     from datasets import Dataset
 
-    from genpercept_lessons.data import miniscenes_features
+    from genpercept_lessons.mini.miniscenes import miniscenes_features
 
     img = np.zeros((4, 4, 3), np.uint8)
     img[:, 0] = 255  # asymmetric, so a flip is visible
@@ -311,7 +312,7 @@ def test_finetune_in_place_trains_the_given_unet(tiny_pipeline_dirs, ds, tmp_pat
 def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pipe, ds, tmp_path, monkeypatch):
     """Step 0 with 2 × 2 accumulation: each micro-batch's loss is the E2E-FT loss at t = T under the initial weights,
     and the step reports their mean. (Each one is compared: the two means at t = 999 and t = 1 agree to 2e-5.)"""
-    import genpercept_lessons.training as training
+    import genpercept_lessons.finetuning as training
 
     seen, real_loss = [], training._task_loss
 
@@ -326,7 +327,7 @@ def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pip
     assert len(seen) == 4  # 2 steps × 2 micro-batches
     assert len(res.losses) == 2 and all(np.isfinite(res.losses))
     _, _, text, t_max, ab = _inputs(depth_pipe, ds)
-    g = _step_generator(config.seed, 0, 0)
+    g = step_generator(config.seed, 0, 0)
     losses = []
     for _ in range(2):
         b = training_batch([ds], [1.0], 2, g, config.hflip)
@@ -343,7 +344,7 @@ def test_finetune_normals_first_loss_is_the_angular_loss(normals_pipe, ds, tmp_p
     config = E2EConfig(task="normals", steps=1, **FAST)
     res = finetune_end_to_end(normals_pipe, ds, config, workdir=tmp_path, progress=False)
     _, _, text, t_max, ab = _inputs(normals_pipe, ds)
-    b = training_batch([ds], [1.0], 2, _step_generator(config.seed, 0, 0), config.hflip)
+    b = training_batch([ds], [1.0], 2, step_generator(config.seed, 0, 0), config.hflip)
     with torch.no_grad():
         latent = normals_pipe.vae.encode(b["rgb"]).latent_dist.mode() * normals_pipe.vae.config.scaling_factor
         pred = e2e_predict(normals_pipe.unet, normals_pipe.vae, latent, text, ab, t_max, "normals")
@@ -382,7 +383,7 @@ def test_finetune_resumes_exactly(depth_pipe, ds, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         finetune_end_to_end(depth_pipe, ds, config, workdir=tmp_path / "b", callback=interrupt, progress=False)
-    assert [s for s, _ in seen] == [1, 2] and [l for _, l in seen] == straight.losses[:2]
+    assert [s for s, _ in seen] == [1, 2] and [loss for _, loss in seen] == straight.losses[:2]
     assert (tmp_path / "b" / "e2e_state.pt").is_file()
     resumed = finetune_end_to_end(depth_pipe, ds, config, workdir=tmp_path / "b", progress=False)
     assert straight.resumed_from == 0 and resumed.resumed_from == 2
@@ -436,7 +437,7 @@ def test_config_validation_names_the_field(overrides, field):
 
 
 def test_config_defaults_and_presets_are_valid():
-    from genpercept_lessons.training import GPU_24GB, PAPER_RECIPE
+    from genpercept_lessons.finetuning import GPU_24GB, PAPER_RECIPE
 
     for c in (E2EConfig(), PAPER_RECIPE, GPU_24GB):
         assert c.validate() is c

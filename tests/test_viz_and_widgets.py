@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 
 from genpercept_lessons import get_profile, load_marigold
-from genpercept_lessons.scenes import render_scene
-from genpercept_lessons.viz import (colorize_depth, colorize_labels, colorize_normals, error_map, metric_vs_steps,
-                                    prediction_grid, scene_figure)
+from genpercept_lessons.mini.scenes import render_scene
+from genpercept_lessons.viz import (
+    colorize_depth,
+    colorize_labels,
+    colorize_normals,
+    error_map,
+    metric_vs_steps,
+    prediction_grid,
+    scene_figure,
+)
 from genpercept_lessons.widgets import noise_levels
 
 

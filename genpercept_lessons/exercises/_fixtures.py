@@ -13,7 +13,7 @@ def tiny_vae():
     """A random ×2 AutoencoderKL with scaling factor 0.5 (frozen)."""
     import torch
 
-    from ..mini_components import make_vae
+    from genpercept_lessons.mini.components import make_vae
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -27,7 +27,7 @@ def tiny_unet():
     """A random 8-channel UNet (cross-attention width 32)."""
     import torch
 
-    from ..mini_components import make_unet
+    from genpercept_lessons.mini.components import make_unet
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -38,7 +38,7 @@ def tiny_unet():
 @lru_cache(maxsize=1)
 def ddim_scheduler():
     """Marigold v1-0's DDIM scheduler (leading spacing)."""
-    from ..mini_components import make_scheduler
+    from genpercept_lessons.mini.components import make_scheduler
 
     return make_scheduler()
 

@@ -8,7 +8,7 @@ __all__ = ["q1", "q2"]
 
 
 def _leading_reference(num_steps):
-    from ..schedules import timesteps
+    from genpercept_lessons.noise_schedules import timesteps
 
     return timesteps(ddim_scheduler(), "leading", num_steps)
 

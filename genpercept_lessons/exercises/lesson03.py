@@ -10,7 +10,7 @@ __all__ = ["q1", "q2"]
 
 
 def _trailing_reference(num_steps):
-    from ..schedules import timesteps
+    from genpercept_lessons.noise_schedules import timesteps
 
     return timesteps(ddim_scheduler(), "trailing", num_steps)
 

@@ -25,7 +25,7 @@ def _fit_cases():
 def _e2e_reference(unet, vae, rgb_latent, text, alpha_bar):
     import torch
 
-    from ..training import e2e_predict
+    from genpercept_lessons.finetuning import e2e_predict
 
     with torch.no_grad():
         return e2e_predict(unet, vae, rgb_latent, text, alpha_bar, 999, "depth")

@@ -15,7 +15,7 @@ def _normals(seed, shape):
 
 
 def _loss_reference(pred, target, mask):
-    from ..losses import angular_loss
+    from genpercept_lessons.losses import angular_loss
 
     return angular_loss(pred, target, mask)
 
@@ -32,7 +32,7 @@ def _loss_cases():
 
 
 def _pooled_reference(pred, target, mask):
-    from ..metrics import normal_metrics
+    from genpercept_lessons.metrics import normal_metrics
 
     return normal_metrics(pred, target, mask)["mean"]
 

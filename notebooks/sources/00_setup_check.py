@@ -4,7 +4,8 @@
 # **What you will learn**
 # - which *profile* you are on (`mini`: CPU, offline; `full`: the released Marigold checkpoints on a GPU) and how to switch;
 # - whether your Python packages, device, memory and the course's generated assets are ready, and what to do if not;
-# - what a *MiniScenes* sample holds (RGB, planar depth, camera-space normals, a validity mask, labels) and the normal convention the whole course uses;
+# - what a *MiniScenes* sample holds (RGB, planar depth, camera-space normals, a validity mask, labels) and the normal
+#   convention the whole course uses;
 # - that the depth model answers: one tiny prediction, checked against ground truth.
 #
 # **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist
@@ -62,7 +63,8 @@ fig = scene_figure(row, title="MiniScenes test scene 0")
 # %% [markdown]
 # ### The normal convention
 # Normals are unit vectors in the camera frame that Marigold and diffusers' `visualize_normals` assume:
-# **x right, y up, z toward the viewer** (diffusers' Marigold docs, `api/pipelines/marigold`: "a camera-facing normal [0,0,1] maps to RGB [128,128,255]").
+# **x right, y up, z toward the viewer** (diffusers' Marigold docs, `api/pipelines/marigold`: "a camera-facing normal
+# [0,0,1] maps to RGB [128,128,255]").
 # So the floor, which faces up, should have a large positive y, and `visualize_normals` should paint it green.
 
 # %%
@@ -115,12 +117,13 @@ show(slider.value)
 import torch
 from diffusers import DDIMScheduler
 
+from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.metrics import depth_metrics
 
 pipe = load_marigold(profile, "depth")
 pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
 batch = scenes[:4]
-images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).float() / 255.0  # [N,3,H,W] in [0,1]
+images = images_to_tensor(batch["image"])  # uint8 [N,H,W,3] -> float [N,3,H,W] in [0,1], what the pipeline takes
 prediction = pipe(images, num_inference_steps=1, processing_resolution=profile.resolution,
                   generator=torch.Generator().manual_seed(0), output_type="np").prediction[..., 0]  # [N,H,W] in [0,1]
 metrics = depth_metrics(prediction, batch["depth"], batch["mask"])
@@ -164,7 +167,8 @@ else:
 #
 # ## Exercises
 # 1. Move the slider: find a scene with a window. What do `mask`, `depth` and `label` hold there?
-# 2. Render a scene of your own at another size: `from genpercept_lessons.scenes import render_scene; render_scene(seed=1, index=0, height=96, width=128)`,
+# 2. Render a scene of your own at another size: `from genpercept_lessons.mini.scenes import render_scene;
+#    render_scene(seed=1, index=0, height=96, width=128)`,
 #    and show it with `scene_figure(vars(...))`.
 # 3. Predict the same four scenes with `num_inference_steps=10` (still trailing). Does AbsRel change much?
 #

@@ -11,7 +11,8 @@
 # **What you need**: lesson 00 passing. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU (the checkpoint is
 # `prs-eth/marigold-depth-v1-0`, ~2 GB in fp16).
 #
-# **Time**: teaching ~35 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
+# **Time**: teaching ~35 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 0.2 min · on a GPU: not measured yet.
 #
 # Facts used here come from the Marigold paper (Ke et al., CVPR 2024, §3) and diffusers'
 # `pipeline_marigold_depth.py` (`prs-eth/Marigold` and diffusers' `pipelines/marigold/`).
@@ -91,11 +92,14 @@ print("spacing diffusers uses:", pipe.scheduler.config.timestep_spacing)
 # `processing_resolution=0` keeps the native resolution so that our own loop below sees exactly the same pixels.
 
 # %%
+from genpercept_lessons.images import images_to_tensor
+
 scenes = load_miniscenes("test")
 batch = scenes[:4]
 images = batch["image"]  # uint8 [N,H,W,3]
 STEPS, SEED = 10, 0
-as_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # the pipeline wants [0,1]
+as_tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # the pipeline wants [N,3,H,W] in [0,1]
+assert torch.equal(as_tensor, images_to_tensor(images))  # the library's version (it also checks shape and dtype)
 reference = pipe(as_tensor, num_inference_steps=STEPS, processing_resolution=0,
                  generator=torch.Generator().manual_seed(SEED), output_type="np").prediction[..., 0]
 print("pipeline output:", reference.shape, reference.dtype, f"range [{reference.min():.3f}, {reference.max():.3f}]")
@@ -109,7 +113,7 @@ print("pipeline output:", reference.shape, reference.dtype, f"range [{reference.
 from diffusers import DDIMScheduler
 
 with torch.no_grad():
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 * 2 - 1               # RGB in [-1, 1]
+    x = as_tensor * 2 - 1                                                                # RGB in [-1, 1]
     rgb_latent = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor  # posterior mean × scale
     cond = empty_text_embedding(pipe).expand(len(x), -1, -1)                             # [N, 2, hidden]
     latent = torch.randn(rgb_latent.shape, generator=torch.Generator().manual_seed(SEED))
@@ -175,7 +179,7 @@ fig = prediction_grid(images, {"ground truth": batch["depth"], f"pipeline, {STEP
 # of SD2 fine-tuned for ~20k; the normals run decays to 10 % instead of 1 %, which measured better at this length).
 
 # %%
-from genpercept_lessons.noise import multi_resolution_noise
+from genpercept_lessons.training_noise import multi_resolution_noise
 
 g = torch.Generator().manual_seed(0)
 shares, examples = {}, {}
@@ -214,7 +218,7 @@ train_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the same b
 held_out = scenes[:64]
 depth_images = np.stack([depth_to_image(d, m) for d, m in zip(held_out["depth"], held_out["mask"])])
 with torch.no_grad():
-    x = torch.from_numpy(held_out["image"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = images_to_tensor(held_out["image"], signed=True)  # RGB in [-1, 1]
     z_rgb = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
     z0 = pipe.vae.encode(torch.from_numpy(depth_images)).latent_dist.mode() * pipe.vae.config.scaling_factor
     g = torch.Generator().manual_seed(0)
@@ -229,7 +233,7 @@ print(f"held-out v-loss: {loss:.3f}   (predicting v = 0: {trivial:.3f})")
 assert loss < 0.5 * trivial
 
 if profile.is_mini:  # the settings it was built with are stored beside it
-    from genpercept_lessons.build import read_metadata
+    from genpercept_lessons.assets import read_metadata
 
     meta = read_metadata(profile.depth_model)
     print(meta["recipe"])

@@ -9,13 +9,13 @@
 #
 # **What you need**: lesson 01. Mini profile: ~40 s on a laptop CPU. Full profile: a GPU.
 #
-# **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.3 min · on a GPU: not measured yet.
+# **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 0.3 min · on a GPU: not measured yet.
 #
 # This is the bug found by Garcia et al. (E2E-FT, arXiv 2409.11355, §3.2) and earlier in CompVis/depth-fm#3: Marigold
 # checkpoints looked useless at one step only because of how the timesteps were spaced.
 
 # %%
-import numpy as np
 import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
@@ -34,7 +34,7 @@ scheduler = pipe.scheduler
 # (almost) pure noise, t = 0 is (almost) clean.
 
 # %%
-from genpercept_lessons.schedules import timestep_table
+from genpercept_lessons.noise_schedules import timestep_table
 
 table = timestep_table(scheduler, steps=(1, 2, 4, 10, 50))
 for row in table:
@@ -54,7 +54,7 @@ print("✓ the tables diffusers' DDIMScheduler.set_timesteps gives (also checked
 # is SNR = ᾱ_t / (1 − ᾱ_t). With one *leading* step the UNet is told "t = 1"…
 
 # %%
-from genpercept_lessons.schedules import alpha_bar, snr
+from genpercept_lessons.noise_schedules import alpha_bar, snr
 
 for t in (0, 1, 501, 999):
     print(f"t = {t:3d}: ᾱ = {alpha_bar(scheduler, t):.5f}, SNR = {snr(scheduler, t):9.4f}, "

@@ -8,16 +8,15 @@
 #
 # **What you need**: lessons 01–02. Mini profile: ~2 minutes on a 2-core CPU. Full profile: a GPU.
 #
-# **Time**: teaching ~35 min · exercises ~25 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 1.7 min · on a GPU: not measured yet.
+# **Time**: teaching ~35 min · exercises ~25 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 1.7 min · on a GPU: not measured yet.
 #
 # Paper numbers for reference (E2E-FT, arXiv 2409.11355, Table 1, NYUv2 AbsRel ×100): Marigold 50 steps × 10 ensemble
 # 5.5 (24 s per image on an RTX 4090), leading 50 × 1 6.0, **trailing 1 × 1 5.7 (121 ms)**.
 
 # %%
-import time
 
 import numpy as np
-import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
 from genpercept_lessons.runtime import set_seed
@@ -36,7 +35,7 @@ N_SWEEP, N_ENSEMBLE = (100, 50) if profile.is_mini else (10, 3)
 # checkpoint's config with `timestep_spacing` overridden — exactly what E2E-FT's `run.py --timestep_spacing` does.
 
 # %%
-from genpercept_lessons.schedules import timesteps, with_spacing
+from genpercept_lessons.noise_schedules import timesteps, with_spacing
 
 fixed = with_spacing(pipe.scheduler, "trailing")
 print("leading :", timesteps(pipe.scheduler, "leading", 1), "| trailing:", timesteps(pipe.scheduler, "trailing", 1))

@@ -9,7 +9,8 @@
 #
 # **What you need**: lessons 01–03. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU.
 #
-# **Time**: teaching ~25 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.3 min · on a GPU: not measured yet.
+# **Time**: teaching ~25 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 0.3 min · on a GPU: not measured yet.
 #
 # Source: E2E-FT (Garcia et al., arXiv 2409.11355, §4): "we replace the noise by its mean", one UNet call at t = T.
 
@@ -34,11 +35,12 @@ scenes = load_miniscenes("test")
 # diffusers' DDIM scheduler reports as `pred_original_sample`.
 
 # %%
+from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.inference import empty_text_embedding, encode_rgb
-from genpercept_lessons.schedules import with_spacing
+from genpercept_lessons.noise_schedules import with_spacing
 
 rows = scenes[:8]
-x = torch.from_numpy(rows["image"]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+x = images_to_tensor(rows["image"], signed=True)  # RGB in [-1, 1], what the VAE encodes
 rgb_latent = encode_rgb(pipe, x)
 cond = empty_text_embedding(pipe).expand(len(x), -1, -1)
 scheduler = with_spacing(pipe.scheduler, "trailing")

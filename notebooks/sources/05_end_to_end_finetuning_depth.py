@@ -12,7 +12,8 @@
 # **What you need**: lessons 01–04. Mini profile: ~4 min on a 2-core CPU. Full profile: a GPU with ≥ 24 GB and the
 # data prepared by `data_scripts/` (see the README, "Running the full recipe on a GPU").
 #
-# **Time**: teaching ~40 min · exercises ~30 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 2.2 min · on a GPU: not measured yet.
+# **Time**: teaching ~40 min · exercises ~30 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 2.2 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al., "Fine-Tuning Image-Conditional Diffusion Models is Easier than You Think" (arXiv 2409.11355,
 # WACV 2025), repo `VisualComputingInstitute/diffusion-e2e-ft` (`training/train.py`, `training/util/loss.py`).
@@ -26,7 +27,7 @@ import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
 from genpercept_lessons.runtime import set_seed
-from genpercept_lessons.train import load_training_data
+from genpercept_lessons.training_data import load_training_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
@@ -84,10 +85,11 @@ assert torch.allclose(affine_invariant_l1(-3.0 * p + 7.0, g, m), loss_lib, rtol=
 # check it against the library's `e2e_predict`, and then look at where the gradient of the loss arrives.
 
 # %%
+from genpercept_lessons.finetuning import e2e_predict
+from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.inference import empty_text_embedding, encode_rgb
-from genpercept_lessons.training import e2e_predict
 
-x = torch.from_numpy(rows["image"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+x = images_to_tensor(rows["image"], signed=True)  # RGB in [-1, 1]
 rgb_latent = encode_rgb(pipe, x)
 text = empty_text_embedding(pipe).expand(len(x), -1, -1)
 T = pipe.scheduler.config.num_train_timesteps - 1
@@ -128,7 +130,8 @@ unet.requires_grad_(False)
 # ## 3. Fine-tune
 # The whole UNet is trained with AdamW (weight decay 0.01), a linear warm-up then exponential decay
 # (Marigold's `IterExponential`), grad-norm clipping at 1, random horizontal flips, depth targets clamped to each
-# image's 2–98 % range (E2E-FT `training/train.py`, `training/dataloaders/load.py`). The paper runs 20,000 steps at batch 32 and lr 3·10⁻⁵ (≈ 3 days on an H100);
+# image's 2–98 % range (E2E-FT `training/train.py`, `training/dataloaders/load.py`). The paper runs 20,000 steps at
+# batch 32 and lr 3·10⁻⁵ (≈ 3 days on an H100);
 # the mini profile runs a few minutes with a larger learning rate. Checkpoints are written atomically to `workdir`;
 # calling `finetune_end_to_end` again with the same `workdir` and config resumes where it stopped (the full profile
 # uses a fixed folder for that; the mini profile starts fresh each session).
@@ -138,12 +141,12 @@ import shutil
 import tempfile
 
 from genpercept_lessons.assets import cache_root
-from genpercept_lessons.training import GPU_24GB, E2EConfig, finetune_end_to_end
+from genpercept_lessons.finetuning import GPU_24GB, E2EConfig, finetune_end_to_end
 
 if profile.is_mini:
     config = E2EConfig(task="depth", steps=profile.e2e_steps, batch_size=profile.e2e_batch_size, lr=profile.e2e_lr,
                        eval_every=50, eval_scenes=100)
-else:  # a short demonstration of the 24 GB setting; the paper's run is `python -m genpercept_lessons.train --preset paper`
+else:  # a short demonstration of the 24 GB setting; the paper's run is `python -m genpercept_lessons.cli.train --preset paper`
     config = dataclasses.replace(GPU_24GB, steps=200, warmup=20, eval_every=100, eval_scenes=100)
 print(config)
 # mini: a fresh folder per session (a re-run retrains, ~1.5 min); full: a fixed folder, so a re-run resumes

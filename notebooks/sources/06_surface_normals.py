@@ -11,7 +11,8 @@
 # **What you need**: lessons 01–05. Mini profile: ~3 min on a 2-core CPU. Full profile: a GPU (normals model
 # `GonzaloMG/marigold-normals`) and prepared data.
 #
-# **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 1.5 min · on a GPU: not measured yet.
+# **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 1.5 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al. (arXiv 2409.11355) eq. 2 and Table 2; DSINE (Bae & Davison, CVPR 2024) for the metrics.
 
@@ -24,7 +25,7 @@ import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
 from genpercept_lessons.runtime import set_seed
-from genpercept_lessons.train import load_training_data
+from genpercept_lessons.training_data import load_training_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
@@ -44,7 +45,7 @@ else:  # NYUv2's labeled set has no normals; hold out Hypersim's val split (the 
 # Check it on a scene: the mean normal over floor pixels should point up, over the back wall toward us.
 
 # %%
-from genpercept_lessons.scenes import LABELS
+from genpercept_lessons.mini.scenes import LABELS
 from genpercept_lessons.viz import colorize_normals
 
 scene = test[0]
@@ -53,8 +54,10 @@ print("labels:", LABELS)
 print("mean floor normal:", scene["normals"][floor].mean(0).round(2))
 assert scene["normals"][floor].mean(0)[1] > 0.9  # y up
 fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-axes[0].imshow(scene["image"]); axes[0].set_title("RGB")
-axes[1].imshow(colorize_normals(scene["normals"], scene["mask"])); axes[1].set_title("normals")
+axes[0].imshow(scene["image"])
+axes[0].set_title("RGB")
+axes[1].imshow(colorize_normals(scene["normals"], scene["mask"]))
+axes[1].set_title("normals")
 for ax in axes:
     ax.axis("off")
 
@@ -84,7 +87,8 @@ for k, v in by_hand.items():
 # ## 3. Trailing 1 step against 50 steps, and a trivial baseline
 # The E2E-FT paper (Table 2, NYUv2 mean angle) compares the trailing fix in one step (17.4°) with Marigold-normals'
 # default of 50 steps × a 10-member ensemble (18.8°). Here we compare one trailing step with 50 *trailing* steps and no
-# ensemble (E2E-FT Fig. 5 shows the same kind of sweep for depth: with trailing spacing, more steps do not help). A constant prediction (the training set's pixel-wise mean normal map) tells how much of the score is free.
+# ensemble (E2E-FT Fig. 5 shows the same kind of sweep for depth: with trailing spacing, more steps do not help). A
+# constant prediction (the training set's pixel-wise mean normal map) tells how much of the score is free.
 
 # %%
 fifty = evaluate(pipe, test, n=N, steps=50, spacing="trailing", seed=0)
@@ -136,7 +140,7 @@ import shutil
 import tempfile
 
 from genpercept_lessons.assets import cache_root
-from genpercept_lessons.training import GPU_24GB, E2EConfig, finetune_end_to_end
+from genpercept_lessons.finetuning import GPU_24GB, E2EConfig, finetune_end_to_end
 
 if profile.is_mini:
     config = E2EConfig(task="normals", steps=profile.e2e_steps, batch_size=profile.e2e_batch_size, lr=profile.e2e_lr,

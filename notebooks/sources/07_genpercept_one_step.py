@@ -11,7 +11,8 @@
 # **What you need**: lessons 01–05. Mini profile: ~2 min on a 2-core CPU. Full profile: a GPU (the same code runs on
 # a Marigold/SD checkpoint; GenPercept itself starts from SD 2.1).
 #
-# **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 1.0 min · on a GPU: not measured yet.
+# **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 1.0 min · on a GPU: not measured yet.
 #
 # Sources: Xu et al., "What Matters When Repurposing Diffusion Models for General Dense Perception Tasks?"
 # (GenPercept, arXiv 2403.06090, ICLR 2025), repo `aim-uofa/GenPercept`.
@@ -112,7 +113,7 @@ for decoder in ("vae", "head"):
 # baseline predicts, at each pixel, the training set's most frequent class there.
 
 # %%
-from genpercept_lessons.scenes import IGNORE_LABEL, LABELS
+from genpercept_lessons.mini.scenes import IGNORE_LABEL, LABELS
 
 seg = train_one_step(pipe, train, "segmentation", "head", steps=STEPS, batch_size=BATCH)
 labels_pred = predict_one_step(seg, rows["image"])

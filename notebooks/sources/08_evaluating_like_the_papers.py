@@ -12,18 +12,18 @@
 # **What you need**: lessons 01–05. Mini profile: ~2 min on a 2-core CPU. Full profile: a GPU and NYUv2 prepared
 # with `data_scripts/prepare_nyuv2.py`.
 #
-# **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.7 min · on a GPU: not measured yet.
+# **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
+# course`): 0.7 min · on a GPU: not measured yet.
 #
 # Sources: Marigold (Ke et al., CVPR 2024) `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`;
 # E2E-FT (Garcia et al., arXiv 2409.11355) Tables 1–2; Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`.
 
 # %%
 import numpy as np
-import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
 from genpercept_lessons.runtime import set_seed
-from genpercept_lessons.train import load_training_data
+from genpercept_lessons.training_data import load_training_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
@@ -170,7 +170,7 @@ assert curve[2]["abs_rel"] > 4 * curve[0]["abs_rel"] and curve[0]["delta1"] - cu
 import shutil
 import tempfile
 
-from genpercept_lessons.training import E2EConfig, finetune_end_to_end
+from genpercept_lessons.finetuning import E2EConfig, finetune_end_to_end
 
 N_ENS = 12 if profile.is_mini else 20
 rows_cfg = {"leading, 1 step (the bug)": dict(steps=1, spacing="leading"),

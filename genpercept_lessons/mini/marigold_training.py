@@ -19,20 +19,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .assets import atomic_torch_save
-from .lr_schedules import iter_exponential
-from .targets import depth_to_image, normals_to_image
+from genpercept_lessons.atomic import atomic_torch_save
+from genpercept_lessons.images import images_to_tensor
+from genpercept_lessons.lr_schedules import iter_exponential
+from genpercept_lessons.targets import depth_to_image, normals_to_image
+from genpercept_lessons.tasks import TASKS, check_task
 
-__all__ = ["TASKS", "training_arrays", "with_mirrored", "train_vae", "encode_latents", "train_denoiser", "make_pipeline"]
-
-TASKS = ("depth", "normals")
+__all__ = ["training_arrays", "with_mirrored", "train_vae", "encode_latents", "train_denoiser", "make_pipeline"]
 
 
 def training_arrays(ds, task: str | None = None) -> dict[str, np.ndarray]:
     """Stack a MiniScenes split into float32 arrays in [-1,1]: rgb [N,3,H,W], depth/normals targets [N,3,H,W], mask [N,H,W]."""
     cols = ds[:]
     images, masks = cols["image"], cols["mask"].astype(bool)
-    out = {"rgb": images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0, "mask": masks}
+    out = {"rgb": images_to_tensor(images, signed=True).numpy(), "mask": masks}
     if task in (None, "depth"):
         out["depth"] = np.stack([depth_to_image(d, m) for d, m in zip(cols["depth"], masks)])
     if task in (None, "normals"):
@@ -85,7 +85,7 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
 
 def _use_bf16(settings: dict[str, Any]) -> bool:
     """Whether ``settings`` ask for bf16 autocast (weights and loss stay fp32); refuses on a CPU without bf16 kernels."""
-    from .profiles import cpu_has_bf16
+    from genpercept_lessons.profiles import cpu_has_bf16
 
     if not settings.get("bf16"):
         return False
@@ -112,7 +112,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
     """
     import torch
 
-    from .mini_components import make_vae
+    from genpercept_lessons.mini.components import make_vae
 
     workdir = Path(workdir)
     torch.manual_seed(settings["seed"])
@@ -176,8 +176,8 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
     import torch
     from diffusers import DDPMScheduler
 
-    from .mini_components import MARIGOLD_V1_0_SCHEDULER, make_unet
-    from .noise import multi_resolution_noise
+    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER, make_unet
+    from genpercept_lessons.training_noise import multi_resolution_noise
 
     workdir = Path(workdir)
     torch.manual_seed(settings["seed"])
@@ -229,10 +229,9 @@ def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int
     """Assemble a diffusers ``MarigoldDepthPipeline``/``MarigoldNormalsPipeline`` with Marigold v1-0's (leading) DDIM scheduler."""
     from diffusers import MarigoldDepthPipeline, MarigoldNormalsPipeline
 
-    from .mini_components import make_scheduler
+    from genpercept_lessons.mini.components import make_scheduler
 
-    if task not in TASKS:
-        raise ValueError(f"make_pipeline: `task` must be one of {TASKS}, got {task!r}")
+    check_task("make_pipeline", task)
     common = dict(unet=unet, vae=vae, scheduler=make_scheduler(), text_encoder=text_encoder, tokenizer=tokenizer,
                   default_denoising_steps=10, default_processing_resolution=resolution)
     if task == "depth":

@@ -34,7 +34,7 @@ TRAIN_LABEL = "E2E-FT training step"
 
 def bench_images(n: int, resolution: int, seed: int = 12345):
     """``n`` MiniScenes views rendered on the spot (no dataset build): image uint8 [n,H,W,3], depth, mask [n,H,W], normals [n,H,W,3]."""
-    from .scenes import render_scene
+    from genpercept_lessons.mini.scenes import render_scene
 
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"bench_images: `n` must be a positive int, got {n!r}")
@@ -87,9 +87,9 @@ def _train_step_seconds(pipe, data: dict, batch_size: int, lr: float, repeats: i
     """Seconds of one E2E-FT optimiser step (batch, forward, decode with gradients, affine-invariant L1, backward, AdamW)."""
     import torch
 
-    from .inference import empty_text_embedding
-    from .losses import affine_invariant_l1
-    from .training import e2e_predict, training_batch
+    from genpercept_lessons.finetuning import e2e_predict, training_batch
+    from genpercept_lessons.inference import empty_text_embedding
+    from genpercept_lessons.losses import affine_invariant_l1
 
     device = pipe.device
     unet = copy.deepcopy(pipe.unet).to(device).requires_grad_(True).train()  # the pipeline's own UNet stays untouched
@@ -134,9 +134,10 @@ def run_benchmarks(pipe_depth, images=None, *, settings=SETTINGS, n_images: int 
     """
     import torch
 
-    from .inference import _task, predict
+    from genpercept_lessons.inference import predict
+    from genpercept_lessons.tasks import pipeline_task
 
-    if _task(pipe_depth) != "depth":
+    if pipeline_task(pipe_depth) != "depth":
         raise ValueError(f"run_benchmarks: `pipe_depth` must be a MarigoldDepthPipeline, got {type(pipe_depth).__name__}")
     if not settings:
         raise ValueError("run_benchmarks: `settings` must name at least one (label, predict kwargs) pair")

@@ -28,7 +28,11 @@ _MISS = np.inf
 
 @dataclass
 class Scene:
-    """One rendered view: image uint8 [H,W,3], depth float32 [H,W] metres, normals float32 [H,W,3], mask bool [H,W], label uint8 [H,W], K float32 [3,3]."""
+    """One rendered view, the columns of a MiniScenes row.
+
+    image uint8 [H,W,3], depth float32 [H,W] (m), normals float32 [H,W,3], mask bool [H,W], label uint8 [H,W],
+    K float32 [3,3].
+    """
 
     image: np.ndarray
     depth: np.ndarray

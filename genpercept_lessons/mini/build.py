@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .assets import asset_path, atomic_write_bytes, build_asset, is_complete
-from .profiles import mini_build_settings
+from genpercept_lessons.assets import METADATA_FILE, asset_path, build_asset, is_complete
+from genpercept_lessons.atomic import atomic_write_bytes
+from genpercept_lessons.profiles import mini_build_settings
+from genpercept_lessons.tasks import TASKS
 
-__all__ = ["METADATA_FILE", "mini_asset_paths", "mini_assets_ready", "build_mini_assets", "read_metadata",
-           "evaluate_pipeline"]
-
-METADATA_FILE = "genpercept_metadata.json"
+__all__ = ["mini_asset_paths", "mini_assets_ready", "build_mini_assets", "evaluate_pipeline"]
 
 
 def mini_asset_paths(seed: int | None = None, precision: str | None = None) -> dict[str, Path]:
@@ -33,14 +32,6 @@ def mini_assets_ready(check_hashes: bool = False, seed: int | None = None,
     return {k: is_complete(p, check_hashes=check_hashes) for k, p in mini_asset_paths(seed, precision).items()}
 
 
-def read_metadata(folder: str | Path) -> dict[str, Any]:
-    """The training settings and held-out quality recorded beside a mini pipeline or VAE."""
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {METADATA_FILE} in {folder}; build the mini assets with `make assets`")
-    return json.loads(path.read_text())
-
-
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
@@ -52,9 +43,9 @@ def _write_json(path: Path, obj) -> None:
 def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
     import torch
 
-    from .data import load_miniscenes
-    from .metrics import depth_metrics
-    from .mini_marigold import training_arrays, train_vae
+    from genpercept_lessons.metrics import depth_metrics
+    from genpercept_lessons.mini.marigold_training import train_vae, training_arrays
+    from genpercept_lessons.mini.miniscenes import load_miniscenes
 
     arrays = training_arrays(load_miniscenes("train"))
     vae, report = train_vae(arrays, settings, folder)
@@ -79,11 +70,12 @@ def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, 
     import torch
     from diffusers import DDIMScheduler
 
-    from .metrics import depth_metrics, normal_metrics
+    from genpercept_lessons.images import images_to_tensor
+    from genpercept_lessons.metrics import depth_metrics, normal_metrics
 
     rows = test[:n or len(test)]  # read each column once
     n = len(rows["image"])
-    images = torch.from_numpy(rows["image"]).permute(0, 3, 1, 2).float() / 255.0
+    images = images_to_tensor(rows["image"])
     mask = rows["mask"].astype(bool)
     res = images.shape[-1]
     out, original = {}, pipe.scheduler
@@ -106,7 +98,7 @@ def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, 
 
 def _constant_baseline(task: str, train_arrays: dict[str, np.ndarray], test) -> dict[str, float]:
     """Metrics of predicting the training set's pixel-wise mean map for every test scene."""
-    from .metrics import depth_metrics, normal_metrics
+    from genpercept_lessons.metrics import depth_metrics, normal_metrics
 
     rows = test[:]
     mask, n = rows["mask"].astype(bool), len(rows["mask"])
@@ -123,8 +115,8 @@ def _encode_training_latents(vae_folder: Path, tasks: list[str], hflip: bool, ou
     import torch.nn.functional as F
     from diffusers import AutoencoderKL
 
-    from .data import load_miniscenes
-    from .mini_marigold import encode_latents, training_arrays, with_mirrored
+    from genpercept_lessons.mini.marigold_training import encode_latents, training_arrays, with_mirrored
+    from genpercept_lessons.mini.miniscenes import load_miniscenes
 
     t0 = time.time()
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
@@ -140,11 +132,13 @@ def _encode_training_latents(vae_folder: Path, tasks: list[str], hflip: bool, ou
 
 
 def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path, latents_file: Path) -> None:
-    from diffusers import AutoencoderKL, MarigoldDepthPipeline, MarigoldNormalsPipeline
+    from diffusers import AutoencoderKL
 
-    from .data import load_miniscenes
-    from .mini_components import encode_empty_prompt, make_text_encoder, make_tokenizer
-    from .mini_marigold import make_pipeline, train_denoiser, training_arrays
+    from genpercept_lessons.inference import encode_empty_prompt
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer
+    from genpercept_lessons.mini.marigold_training import make_pipeline, train_denoiser, training_arrays
+    from genpercept_lessons.mini.miniscenes import load_miniscenes
+    from genpercept_lessons.models import load_marigold
 
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
     arrays = training_arrays(load_miniscenes("train"), task)  # unmirrored: for the constant baseline
@@ -160,9 +154,7 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     pipe.save_pretrained(folder)
     shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)  # save_pretrained wrote its own tokenizer/
     # evaluate what was saved, loaded back exactly as a learner loads it
-    cls = MarigoldDepthPipeline if task == "depth" else MarigoldNormalsPipeline
-    loaded = cls.from_pretrained(folder)
-    loaded.set_progress_bar_config(disable=True)
+    loaded = load_marigold("mini", task, model=str(folder))
     test = load_miniscenes("test")
     quality = evaluate_pipeline(loaded, task, test)
     quality["constant_mean_map"] = _constant_baseline(task, arrays, test)
@@ -203,8 +195,8 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
 
     import torch
 
-    from .data import load_miniscenes
-    from .profiles import mini_build
+    from genpercept_lessons.mini.miniscenes import load_miniscenes
+    from genpercept_lessons.profiles import mini_build
 
     variant = mini_build(seed, precision)
     seed, precision = variant["seed"], variant["precision"]
@@ -223,7 +215,7 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
         torch.set_num_threads(threads)
     times["vae"] = time.time() - t
     t = time.time()
-    todo = [task for task in ("depth", "normals") if not is_complete(paths[task])]
+    todo = [task for task in TASKS if not is_complete(paths[task])]
     procs = []
     if todo:
         tmp = Path(tempfile.mkdtemp(prefix="training-latents-", dir=paths["vae"].parent))

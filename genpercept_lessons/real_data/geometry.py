@@ -1,6 +1,6 @@
 """Pinhole geometry for real datasets: ray distance → planar depth, normals from depth, intrinsics under resize/crop.
 
-Conventions are those of ``scenes.py``: ``K`` is OpenCV's pinhole matrix with pixel centres at integer + 0.5
+Conventions are those of ``genpercept_lessons/mini/scenes.py``: ``K`` is OpenCV's pinhole matrix with pixel centres at integer + 0.5
 (pixel (row i, column j) sees the ray ``K^-1 [j + 0.5, i + 0.5, 1]``), depth is planar (the OpenCV z of the
 point), and normals are unit vectors in diffusers' frame: x right, y up, z toward the viewer.
 """
@@ -56,7 +56,10 @@ def distance_to_planar_depth(distance, focal_px: float) -> np.ndarray:
 
 
 def planar_depth_to_distance(depth, focal_px: float) -> np.ndarray:
-    """Planar depth [...,H,W] (m) → Euclidean ray distance [...,H,W] float32 (m); the inverse of ``distance_to_planar_depth``. Introduced in notebook 08."""
+    """Planar depth [...,H,W] (m) → Euclidean ray distance [...,H,W] float32 (m). Introduced in notebook 08.
+
+    The inverse of ``distance_to_planar_depth``.
+    """
     depth = _check_map("planar_depth_to_distance", "depth", depth)
     f = _check_focal("planar_depth_to_distance", focal_px)
     h, w = depth.shape[-2:]
@@ -125,7 +128,10 @@ def normals_from_depth(depth, K, mask, max_rel_jump: float = DEFAULT_MAX_REL_JUM
 
 
 def resize_intrinsics(K, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """K [3,3] of an image of ``from_size`` (H, W) resized to ``to_size`` (H, W): rows 0/1 scale by W'/W and H'/H (pixel centres at +0.5). Introduced in notebook 08."""
+    """K [3,3] of an image of ``from_size`` (H, W) resized to ``to_size`` (H, W). Introduced in notebook 08.
+
+    Rows 0 and 1 scale by W'/W and H'/H (pixel centres at +0.5).
+    """
     K = _check_K("resize_intrinsics", K)
     for name, size in (("from_size", from_size), ("to_size", to_size)):
         if len(tuple(size)) != 2 or min(size) < 1:

@@ -16,7 +16,6 @@ __all__ = [
     "make_text_encoder",
     "make_tokenizer",
     "make_scheduler",
-    "encode_empty_prompt",
 ]
 
 # Exactly the scheduler_config.json of prs-eth/marigold-depth-v1-0 at commit 9a42035: no
@@ -141,13 +140,3 @@ def make_scheduler():
 
     config = {k: v for k, v in MARIGOLD_V1_0_SCHEDULER.items() if not k.startswith("_")}
     return DDIMScheduler.from_config(config)
-
-
-def encode_empty_prompt(tokenizer, text_encoder):
-    """The empty-prompt embedding exactly as the Marigold pipeline builds it: ``[1, 2, hidden]`` (BOS, EOS; padding="do_not_pad"). Introduced in notebook 01."""
-    import torch
-
-    ids = tokenizer("", padding="do_not_pad", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
-    with torch.no_grad():
-        return text_encoder(ids.to(text_encoder.device))[0]

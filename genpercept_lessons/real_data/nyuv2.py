@@ -1,4 +1,6 @@
-"""NYUv2 labeled (``nyu_depth_v2_labeled.mat``, MATLAB v7.3 = HDF5) + ``splits.mat`` → rows of the course schema (Marigold's `src/dataset/*_dataset.py`).
+"""NYUv2 labeled (``nyu_depth_v2_labeled.mat``, MATLAB v7.3 = HDF5) + ``splits.mat`` → rows of the course schema.
+
+As Marigold reads them (``src/dataset/*_dataset.py``).
 
 With h5py the MATLAB axes come reversed: ``images`` is (N, 3, 640, 480) → per frame transpose to (480, 640, 3);
 ``rawDepths``/``depths`` are (N, 640, 480) → (480, 640). ``splits.mat`` (MATLAB v5, scipy.io) holds 1-BASED
@@ -12,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .scenes import IGNORE_LABEL
+from genpercept_lessons.mini.scenes import IGNORE_LABEL
 
 __all__ = ["NYUV2_K", "NYUV2_SIZE", "NYUV2_DOWNLOAD", "nyuv2_split_indices", "nyuv2_rows"]
 
@@ -64,7 +66,8 @@ def _open(mat: Path):
 def nyuv2_rows(mat: str | os.PathLike, indices, depth: str = "raw") -> Iterator[dict[str, np.ndarray]]:
     """Schema rows (480×640) of the NYUv2 labeled frames at 0-based ``indices``: image uint8, depth float32 m, normals 0, mask, label 255, K.
 
-    ``depth='raw'`` reads ``rawDepths`` (Marigold evaluates on raw depth with its raw valid mask, Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`),
+    ``depth='raw'`` reads ``rawDepths`` (Marigold evaluates on raw depth with its raw valid mask: Marigold's
+    ``src/util/alignment.py``, ``src/util/metric.py``, ``script/depth/eval.py``),
     'filled' the in-painted ``depths``; mask = depth > 0 (no Eigen crop: that belongs to the evaluation protocol,
     see ``protocols.py``). Normals are unknown in this file, so they are all zero vectors (the schema's "unknown").
     Introduced in notebook 08.

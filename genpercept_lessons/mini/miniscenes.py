@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .assets import asset_path, build_asset, is_complete
-from .profiles import mini_build_settings
-from .scenes import render_scene
+from genpercept_lessons.assets import asset_path, build_asset, is_complete
+from genpercept_lessons.mini.scenes import render_scene
+from genpercept_lessons.profiles import mini_build_settings
 
 __all__ = ["SPLITS", "COLUMNS", "miniscenes_features", "build_miniscenes", "load_miniscenes"]
 
@@ -69,7 +69,11 @@ def build_miniscenes(settings: dict[str, Any], folder: str | os.PathLike, worker
 
 
 def load_miniscenes(split: str = "train", settings: dict[str, Any] | None = None):
-    """MiniScenes ``split`` as a numpy-formatted ``datasets.Dataset`` (image uint8 [H,W,3], depth float32 [H,W] m, normals float32 [H,W,3], mask bool, label uint8, K [3,3]); renders it first if the cache lacks it. Introduced in notebook 00."""
+    """MiniScenes ``split`` as a numpy-formatted ``datasets.Dataset``, rendered first if the cache lacks it. Introduced in notebook 00.
+
+    Columns: image uint8 [H,W,3], depth float32 [H,W] (m), normals float32 [H,W,3], mask bool [H,W], label uint8
+    [H,W], K float32 [3,3].
+    """
     from datasets import load_from_disk
 
     if split not in SPLITS:

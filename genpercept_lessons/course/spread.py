@@ -5,8 +5,8 @@ direction only where it holds on every build with room to spare. ``measure`` bui
 runs every notebook on it with *probe* cells inserted after the cells that compute the asserted numbers, and writes
 what the probes read to ``docs/spread/<build>.json``; ``table`` turns all of them into ``docs/robustness.md``.
 
-    python -m genpercept_lessons.spread measure --seed 1 --precision fp32
-    python -m genpercept_lessons.spread table
+    python -m genpercept_lessons.course.spread measure --seed 1 --precision fp32
+    python -m genpercept_lessons.course.spread table
 """
 from __future__ import annotations
 
@@ -157,7 +157,8 @@ ASSET_CLAIMS: dict[str, str] = {
 
 
 def _asset_numbers(seed: int, precision: str) -> dict[str, float]:
-    from .build import mini_asset_paths, read_metadata
+    from genpercept_lessons.assets import read_metadata
+    from genpercept_lessons.mini.build import mini_asset_paths
 
     paths = mini_asset_paths(seed, precision)
     vae = read_metadata(paths["vae"])["report"]
@@ -209,10 +210,10 @@ def _run_notebook(path: Path, probes: list[Probe], timeout: int) -> dict[str, An
     """Execute one notebook with probes (errors recorded, not raised); its probe values, failed cells and run time."""
     import nbformat
 
-    from .course_site import _client_class
+    from genpercept_lessons.course.site import notebook_client_class
 
     nb = _with_probes(nbformat.read(str(path), as_version=4), probes)
-    client = _client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
+    client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
                              resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
     client.execute(env={**os.environ, "GENPERCEPT_PROFILE": "mini", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
@@ -242,8 +243,8 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
     """
     import platform
 
-    from .build import build_mini_assets
-    from .profiles import mini_build
+    from genpercept_lessons.mini.build import build_mini_assets
+    from genpercept_lessons.profiles import mini_build
 
     variant = mini_build(seed, precision)
     seed, precision = variant["seed"], variant["precision"]
@@ -273,7 +274,7 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
             record["errors"][lesson] = result["errors"]
         print(f"lesson {lesson}: {result['seconds']:.0f} s, {len(result['errors'])} failed cell(s)", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from .assets import atomic_write_bytes
+    from genpercept_lessons.atomic import atomic_write_bytes
 
     atomic_write_bytes(out, json.dumps(record, indent=1, sort_keys=True).encode())
     print(f"wrote {out}")
@@ -308,12 +309,12 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
     """Every probe and asset number across the measured builds, with min and max, as a markdown table."""
     records = [json.loads(p.read_text()) for p in sorted(Path(in_dir).glob("seed*.json"))]
     if not records:
-        raise FileNotFoundError(f"no seed*.json in {in_dir}: run `python -m genpercept_lessons.spread measure` first")
+        raise FileNotFoundError(f"no seed*.json in {in_dir}: run `python -m genpercept_lessons.course.spread measure` first")
     builds = [r["build"] for r in records]
     claims = {**ASSET_CLAIMS, **{p.name: p.claim for p in PROBES}}
     lines = ["# How much the mini world varies between builds", "",
-             "Written by `python -m genpercept_lessons.spread table` from `docs/spread/*.json` (one file per build, "
-             "written by `python -m genpercept_lessons.spread measure --seed S --precision P`). Each build trains "
+             "Written by `python -m genpercept_lessons.course.spread table` from `docs/spread/*.json` (one file per build, "
+             "written by `python -m genpercept_lessons.course.spread measure --seed S --precision P`). Each build trains "
              "its own VAE and UNets; the MiniScenes are the same for all. A lesson asserts a direction only where it "
              "holds on every build here with room to spare. Per-scene rows show the mean ± sd over scenes of a paired "
              "difference and how many scenes favour the first arm.", "",
@@ -348,7 +349,7 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
     failed = [(r["build"], lesson, e) for r in records for lesson, errs in r["errors"].items() for e in errs]
     lines += ["", "## Failed cells", ""] + ([f"- {b}, lesson {lesson}: {e}" for b, lesson, e in failed] or ["none"])
     out = Path(out)
-    from .assets import atomic_write_bytes
+    from genpercept_lessons.atomic import atomic_write_bytes
 
     atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
     print(f"wrote {out}")
@@ -356,8 +357,8 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m genpercept_lessons.spread measure|table``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.spread", description=__doc__.split("\n")[0])
+    """``python -m genpercept_lessons.course.spread measure|table``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.course.spread", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("measure", help="build one variant if needed and run every lesson on it with probes")
     m.add_argument("--seed", type=int, default=None, help="default: $GENPERCEPT_MINI_SEED or 0")

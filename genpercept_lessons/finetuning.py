@@ -20,8 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from .assets import atomic_torch_save
-from .lr_schedules import iter_exponential
+from genpercept_lessons.atomic import atomic_torch_save, replace_folder
+from genpercept_lessons.images import images_to_tensor
+from genpercept_lessons.lr_schedules import iter_exponential
+from genpercept_lessons.runtime import step_generator
+from genpercept_lessons.tasks import TASKS
 
 __all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "e2e_predict",
            "finetune_end_to_end"]
@@ -59,7 +62,7 @@ class E2EConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"E2EConfig: `{name}` must be a positive int, got {value!r}")
-        if self.task not in ("depth", "normals"):
+        if self.task not in TASKS:
             raise ValueError(f"E2EConfig: `task` must be 'depth' or 'normals', got {self.task!r}")
         if self.noise not in _NOISES:
             raise ValueError(f"E2EConfig: `noise` must be one of {_NOISES}, got {self.noise!r}")
@@ -72,7 +75,7 @@ class E2EConfig:
             raise ValueError(f"E2EConfig: `warmup` must be in [0, steps={self.steps}), got {self.warmup}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"E2EConfig: `eval_every` must be an int >= 0 (0 = only at the end), got {self.eval_every!r}")
-        from .protocols import PROTOCOLS
+        from genpercept_lessons.protocols import PROTOCOLS
 
         if self.eval_protocol not in PROTOCOLS:
             raise ValueError(f"E2EConfig: `eval_protocol` must be one of {sorted(PROTOCOLS)}, got {self.eval_protocol!r}")
@@ -105,13 +108,6 @@ class FinetuneResult:
     resumed_from: int = 0
 
 
-def _step_generator(seed: int, rank: int, step: int):
-    """A generator that depends only on (seed, rank, step): sampling is reproducible and resume needs no RNG state."""
-    import torch
-
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
-
-
 def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = True) -> dict:
     """Draw one batch (from one dataset, chosen by ``weights``) as float tensors: rgb [B,3,H,W] in [-1,1], masks [B,H,W].
 
@@ -126,7 +122,7 @@ def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = 
     ds = datasets[k]
     idx = torch.randint(0, len(ds), (batch_size,), generator=generator).tolist()
     rows = ds[idx]
-    rgb = torch.from_numpy(np.asarray(rows["image"])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    rgb = images_to_tensor(rows["image"], signed=True)
     mask = torch.from_numpy(np.asarray(rows["mask"]).astype(bool))
     depth = np.asarray(rows["depth"], dtype=np.float32).copy()
     for d, m in zip(depth, np.asarray(rows["mask"]).astype(bool)):
@@ -179,18 +175,11 @@ def _save_pipeline(pipe, folder: Path, record: dict) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     pipe.save_pretrained(partial)
     (partial / "genpercept_finetune.json").write_text(json.dumps(record, indent=2))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(partial, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(partial, folder)
+    replace_folder(partial, folder)
 
 
 def _evaluate(pipe, eval_data, config: E2EConfig) -> dict:
-    from .evaluation import evaluate
+    from genpercept_lessons.evaluation import evaluate
 
     n = min(config.eval_scenes, len(eval_data))
     return evaluate(pipe, eval_data, n=n, seed=config.seed, protocol=config.eval_protocol, steps=1, spacing="trailing",
@@ -212,10 +201,11 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from .inference import _task, empty_text_embedding
+    from genpercept_lessons.inference import empty_text_embedding
+    from genpercept_lessons.tasks import pipeline_task
 
     config = dataclasses.replace(config or E2EConfig(), **overrides).validate()
-    task = _task(pipe)
+    task = pipeline_task(pipe)
     if task != config.task:
         raise ValueError(f"finetune_end_to_end: config.task is {config.task!r} but `pipe` is a {task} pipeline")
     if pipe.scheduler.config.prediction_type != "v_prediction":
@@ -268,7 +258,7 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     bar = tqdm(range(result.resumed_from, config.steps), initial=result.resumed_from, total=config.steps,
                desc=f"E2E-FT {task}", disable=not (progress and accelerator.is_local_main_process))
     for step in bar:
-        g = _step_generator(config.seed, rank, step)
+        g = step_generator(config.seed, rank, step)
         total = 0.0
         for micro in range(config.grad_accumulation):
             batch = training_batch(datasets, weights, config.batch_size, g, config.hflip)
@@ -314,7 +304,7 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
 
 
 def _task_loss(task: str, pred, batch: dict, device):
-    from .losses import affine_invariant_l1, angular_loss
+    from genpercept_lessons.losses import affine_invariant_l1, angular_loss
 
     if task == "depth":
         return affine_invariant_l1(pred, batch["depth"].to(device), batch["depth_mask"].to(device))

@@ -1,4 +1,6 @@
-"""Virtual KITTI 2 raw frames (jpg + 16-bit cm PNG) → rows of the course schema at the KITTI benchmark crop (E2E-FT `training/dataloaders/load.py`; Marigold's `src/dataset/*_dataset.py`).
+"""Virtual KITTI 2 raw frames (jpg + 16-bit cm PNG) → rows of the course schema at the KITTI benchmark crop.
+
+As E2E-FT (``training/dataloaders/load.py``) and Marigold (``src/dataset/*_dataset.py``) read them.
 
 Layout: ``<root>/SceneXX/<variation>/frames/rgb/Camera_K/rgb_NNNNN.jpg`` and
 ``<root>/SceneXX/<variation>/frames/depth/Camera_K/depth_NNNNN.png`` (from ``vkitti_2.0.3_rgb.tar`` and
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import crop_intrinsics, normals_from_depth
-from .scenes import IGNORE_LABEL
+from genpercept_lessons.mini.scenes import IGNORE_LABEL
+from genpercept_lessons.real_data.geometry import crop_intrinsics, normals_from_depth
 
 __all__ = [
     "VKITTI2_SCENES",

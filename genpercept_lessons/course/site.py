@@ -9,7 +9,9 @@ import shutil
 import time
 from pathlib import Path
 
-__all__ = ["CourseBuildError", "lesson_info", "execute_notebook", "build_site"]
+from genpercept_lessons.atomic import replace_folder
+
+__all__ = ["CourseBuildError", "lesson_info", "notebook_client_class", "execute_notebook", "build_site"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _PACKAGES = ("genpercept-lessons", "torch", "diffusers", "transformers", "datasets", "numpy", "matplotlib", "ipywidgets",
@@ -77,7 +79,7 @@ def lesson_info(nb) -> dict:
             "needs": " ".join(need.group(1).split()) if need else "", "has_header": bool(m)}
 
 
-def _client_class():
+def notebook_client_class():
     """An nbclient NotebookClient whose Output-widget emulation keeps captured outputs locally (see execute_notebook)."""
     from nbclient import NotebookClient
     from nbclient.output_widget import OutputWidget
@@ -107,7 +109,7 @@ def execute_notebook(path: str | Path, timeout: int = 900):
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     at = {"index": None}
-    client = _client_class()(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, record_timing=False,
+    client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, record_timing=False,
                              resources={"metadata": {"path": str(path.parent.resolve())}},
                              on_cell_start=lambda cell, cell_index, **_: at.update(index=cell_index))
     env = {**os.environ, "GENPERCEPT_PROFILE": "mini", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -187,8 +189,10 @@ def _static_widgets(nb) -> None:
 
 def _nav(lessons: list[dict], i: int, bottom: bool = False) -> str:
     """The navigation bar of lesson i: previous, index, next."""
-    link = lambda j, arrow: (f'<a href="{lessons[j]["page"]}">{arrow}{lessons[j]["number"]} · '
-                             f'{html.escape(lessons[j]["title"])}</a>' if 0 <= j < len(lessons) else "")
+    def link(j: int, arrow: str) -> str:
+        return (f'<a href="{lessons[j]["page"]}">{arrow}{lessons[j]["number"]} · '
+                f'{html.escape(lessons[j]["title"])}</a>' if 0 <= j < len(lessons) else "")
+
     prev, nxt = link(i - 1, "← "), link(i + 1, "") + (" →" if i + 1 < len(lessons) else "")
     return (f'<nav class="gl-nav{" gl-bottom" if bottom else ""}"><span>{prev}</span>'
             f'<span><a href="index.html">Course index</a></span><span>{nxt}</span></nav>')
@@ -227,7 +231,7 @@ def _environment_line() -> str:
 
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in distributions()}
     versions = [f"{p} {installed[p]}" for p in _PACKAGES if p in installed]
-    from .profiles import mini_build
+    from genpercept_lessons.profiles import mini_build
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     build = mini_build()
@@ -271,7 +275,7 @@ def build_site(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "s
     if not paths:
         raise CourseBuildError(f"no lesson notebooks (NN_name.ipynb) in {notebooks_dir}")
     out_dir = Path(out_dir)
-    partial, old = out_dir.with_name(out_dir.name + ".partial"), out_dir.with_name(out_dir.name + ".old")
+    partial = out_dir.with_name(out_dir.name + ".partial")
     lessons = [{**lesson_info(p), "stem": p.stem, "page": f"{p.stem}.html", "seconds": None} for p in paths]
     missing = [p.name for p, les in zip(paths, lessons) if not les["has_header"]]
     if missing:
@@ -293,9 +297,5 @@ def build_site(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "s
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    partial.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(partial, out_dir)
     return out_dir / "index.html"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import distance_to_planar_depth, normals_from_depth, resize_intrinsics
-from .scenes import IGNORE_LABEL
+from genpercept_lessons.mini.scenes import IGNORE_LABEL
+from genpercept_lessons.real_data.geometry import distance_to_planar_depth, normals_from_depth, resize_intrinsics
 
 __all__ = [
     "HYPERSIM_SIZE",
@@ -76,7 +76,10 @@ def check_size(fn: str, size) -> tuple[int, int]:
 
 
 def hypersim_frames(split_csv: str | os.PathLike, split: str = "train") -> list[tuple[str, str, int]]:
-    """(scene_name, camera_name, frame_id) rows of ``metadata_images_split_scene_v1.csv`` in the public release and ``split``. Introduced in notebook 05."""
+    """(scene_name, camera_name, frame_id) of ``split`` in the public release. Introduced in notebook 05.
+
+    Read from Hypersim's ``metadata_images_split_scene_v1.csv``.
+    """
     split_csv = Path(split_csv)
     if split not in ("train", "val", "test"):
         raise ValueError(f"hypersim_frames: `split` must be 'train', 'val' or 'test', got {split!r}")

@@ -1,57 +1,27 @@
-"""Command line for end-to-end fine-tuning: ``python -m genpercept_lessons.train`` (also under torchrun / accelerate launch).
+"""Command line for end-to-end fine-tuning: ``python -m genpercept_lessons.cli.train`` (also under torchrun / accelerate launch).
 
 Examples (README "Running the full recipe on a GPU")::
 
-    python -m genpercept_lessons.train --task depth --steps 300 --workdir runs/e2e-depth --out runs/e2e-depth/model
-    accelerate launch --multi_gpu --num_processes 4 -m genpercept_lessons.train --profile full --preset paper \\
+    python -m genpercept_lessons.cli.train --task depth --steps 300 --workdir runs/e2e-depth --out runs/e2e-depth/model
+    accelerate launch --multi_gpu --num_processes 4 -m genpercept_lessons.cli.train --profile full --preset paper \\
         --train-data /data/prepared/hypersim_train:0.9 /data/prepared/vkitti2:0.1 --workdir runs/full --out runs/full/model
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-from pathlib import Path
 
-__all__ = ["PRESETS", "parse_data_spec", "load_training_data", "main"]
+from genpercept_lessons.tasks import TASKS
+
+__all__ = ["PRESETS", "main"]
 
 PRESETS = ("mini", "paper", "24gb")
 
 
-def parse_data_spec(spec: str) -> tuple[str, float]:
-    """'PATH[:WEIGHT]' or 'miniscenes[:WEIGHT]' -> (location, weight > 0). Introduced in notebook 05."""
-    location, sep, weight = spec.rpartition(":")
-    if not sep or not weight.replace(".", "", 1).isdigit():  # no weight given (or a Windows drive letter)
-        location, weight = spec, "1"
-    value = float(weight)
-    if not location or not value > 0:
-        raise ValueError(f"--train-data: expected PATH[:WEIGHT] with WEIGHT > 0 (e.g. /data/hypersim_train:0.9), got {spec!r}")
-    return location, value
-
-
-def load_training_data(location: str, split: str = "train"):
-    """'miniscenes' -> the MiniScenes ``split``; else a folder written by data_scripts/prepare_*.py, numpy-formatted.
-
-    ``$GENPERCEPT_DATA`` in ``location`` defaults to ~/genpercept_data. Introduced in notebook 05.
-    """
-    from datasets import load_from_disk
-
-    from .data import load_miniscenes
-
-    if location == "miniscenes":
-        return load_miniscenes(split)
-    root = os.environ.get("GENPERCEPT_DATA") or str(Path("~/genpercept_data").expanduser())
-    folder = Path(location.replace("$GENPERCEPT_DATA", root)).expanduser()
-    if not (folder / "dataset_info.json").is_file() and not (folder / "state.json").is_file():
-        raise FileNotFoundError(f"'{folder}' is not a prepared dataset folder; create it with data_scripts/prepare_"
-                                "hypersim.py, prepare_vkitti2.py or prepare_nyuv2.py (see data_scripts/README.md)")
-    return load_from_disk(str(folder)).with_format("numpy", dtype=None)
-
-
 def _config(args):
-    from .profiles import get_profile
-    from .training import GPU_24GB, PAPER_RECIPE, E2EConfig
+    from genpercept_lessons.finetuning import GPU_24GB, PAPER_RECIPE, E2EConfig
+    from genpercept_lessons.profiles import get_profile
 
     if args.preset == "paper":
         base = PAPER_RECIPE
@@ -76,10 +46,10 @@ def _config(args):
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, fine-tune, save the pipeline; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.cli.train", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="mini (default, or $GENPERCEPT_PROFILE) or full")
     parser.add_argument("--model", default=None, help="starting pipeline folder or hub id (default: the profile's)")
-    parser.add_argument("--task", choices=("depth", "normals"), default="depth")
+    parser.add_argument("--task", choices=TASKS, default="depth")
     parser.add_argument("--preset", choices=PRESETS, default="mini",
                         help="mini: the profile's short run; paper: E2E-FT's 20k-step recipe; 24gb: the same on 24 GB")
     parser.add_argument("--train-data", nargs="+", default=None, metavar="PATH[:WEIGHT]",
@@ -97,20 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args(argv)
 
-    from .models import load_marigold
-    from .profiles import get_profile
-    from .training import finetune_end_to_end
+    from genpercept_lessons.finetuning import finetune_end_to_end
+    from genpercept_lessons.models import load_marigold
+    from genpercept_lessons.profiles import get_profile
+    from genpercept_lessons.training_data import load_training_data, parse_data_spec
 
     try:
         config = _config(args)
         profile = get_profile(args.profile)
-        if args.model:
-            field = "depth_model" if args.task == "depth" else "normals_model"
-            profile = dataclasses.replace(profile, **{field: args.model})
         specs = args.train_data or [f"{loc}:{w}" for loc, w in profile.train_data]
         train = [(load_training_data(loc), w) for loc, w in map(parse_data_spec, specs)]
         eval_data = None if args.eval_data is None else load_training_data(args.eval_data, "test")
-        pipe = load_marigold(profile, args.task)
+        pipe = load_marigold(profile, args.task, model=args.model or None)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLIError", "OUTPUT_SUFFIXES", "read_image", "load_pipeline", "model_task", "depth_to_16bit_png",
+from genpercept_lessons.tasks import TASKS
+
+__all__ = ["CLIError", "OUTPUT_SUFFIXES", "read_image", "load_pipeline", "depth_to_16bit_png",
            "write_png", "predict_files"]
 
 # what `predict` writes per input image and task: <stem><suffix>
@@ -51,70 +53,23 @@ def read_image(path: str | Path) -> np.ndarray:
     return rgb
 
 
-def model_task(folder: str | Path) -> str | None:
-    """'depth' or 'normals' from a pipeline folder's model_index.json ``_class_name``; None if it does not say."""
-    import json
-
-    index = Path(folder) / "model_index.json"
-    try:
-        name = json.loads(index.read_text()).get("_class_name", "")
-    except (OSError, ValueError):
-        return None
-    return {"MarigoldDepthPipeline": "depth", "MarigoldNormalsPipeline": "normals"}.get(name)
-
-
 def load_pipeline(profile, task: str, model: str | None = None):
-    """The Marigold pipeline for ``task`` from ``model`` or the profile, on the profile's device; never builds mini assets.
-
-    Raises ``CLIError`` when the mini assets are not built (run `make assets`), when a folder is not a Marigold
-    pipeline of the right task, or when a hub id cannot be loaded.
-    """
-    import torch
-    from diffusers import MarigoldDepthPipeline, MarigoldNormalsPipeline
+    """``models.load_marigold`` for the command line: never builds mini assets; what goes wrong is a ``CLIError``."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .assets import is_complete
-    from .build import mini_asset_paths
-    from .models import TASKS, load_marigold
+    from genpercept_lessons.models import load_marigold
+    from genpercept_lessons.tasks import TASKS
 
     if task not in TASKS:
         raise CLIError(f"--task must be one of {TASKS}, got {task!r}")
-    location = model or (profile.depth_model if task == "depth" else profile.normals_model)
-    is_mini_asset = profile.is_mini and model is None and Path(location) == mini_asset_paths(
-        profile.build_seed, profile.build_precision)[task]
-    if is_mini_asset and not is_complete(location, check_hashes=False):
-        raise CLIError(f"the mini-Marigold {task} model is not built yet ({location}); run `make assets` once in a "
-                       "terminal (about 15 minutes on 2 CPU cores), or pass --model PATH to a Marigold pipeline folder")
-    folder = Path(location).expanduser()
-    if folder.is_dir():
-        if not (folder / "model_index.json").is_file():
-            raise CLIError(f"'{location}' is not a Marigold pipeline folder (no model_index.json); expected a folder "
-                           "saved by pipe.save_pretrained, e.g. the --out of `python -m genpercept_lessons.train`")
-        found = model_task(folder)
-        if found is not None and found != task:
-            raise CLIError(f"'{location}' holds a {found} pipeline but it was asked to predict {task}; "
-                           f"pass --task {found} (or a {task} model)")
-        cls = MarigoldDepthPipeline if task == "depth" else MarigoldNormalsPipeline
-        diffusers_logging.disable_progress_bar()  # a command line prints its own lines
-        transformers_logging.disable_progress_bar()
-        try:
-            pipe = cls.from_pretrained(str(folder), dtype=getattr(torch, profile.dtype))
-        except (OSError, ValueError, KeyError) as err:
-            raise CLIError(f"could not load the pipeline in '{location}' ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0][:200]})") from None
-        pipe = pipe.to(profile.device)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
-    if profile.is_mini:
-        raise CLIError(f"--model: there is no folder '{location}'; the mini profile is offline, so pass a local "
-                       "Marigold pipeline folder (or --profile full for a Hugging Face Hub id)")
-    import dataclasses
-
+    diffusers_logging.disable_progress_bar()  # a command line prints its own lines
+    transformers_logging.disable_progress_bar()
     try:
-        return load_marigold(dataclasses.replace(profile, **{f"{task}_model": location}), task)
-    except (RuntimeError, FileNotFoundError, OSError) as err:
-        raise CLIError(f"{err}\nOn the command line: --model /path/to/pipeline-folder, or --profile mini.") from None
+        return load_marigold(profile, task, model=model, build_missing=False)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        hint = "" if profile.is_mini else "\nOn the command line: --model /path/to/pipeline-folder, or --profile mini."
+        raise CLIError(f"{str(err).removeprefix('load_marigold: ')}{hint}") from None
 
 
 def depth_to_16bit_png(depth: np.ndarray) -> bytes:
@@ -149,7 +104,7 @@ def write_png(path: str | Path, image) -> Path:
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         data = buf.getvalue()
-    from .assets import atomic_write_bytes
+    from genpercept_lessons.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, data)
     return Path(path)
@@ -166,7 +121,7 @@ def _output_dir(out: str | Path) -> Path:
     return out
 
 
-def predict_files(paths, out, profile, tasks=("depth", "normals"), model: str | None = None, steps: int = 1,
+def predict_files(paths, out, profile, tasks=TASKS, model: str | None = None, steps: int = 1,
                   spacing: str = "trailing", noise: str = "zeros", ensemble: int = 1,
                   processing_resolution: int | None = None, seed: int = 0, say=print) -> list[Path]:
     """Predict ``tasks`` for each image file in ``paths`` and write <stem>_depth.png, <stem>_depth16.png, <stem>_normals.png.
@@ -187,8 +142,8 @@ def predict_files(paths, out, profile, tasks=("depth", "normals"), model: str | 
     out = _output_dir(out)
     import torch  # only now: a bad file is reported without waiting for torch to import
 
-    from .inference import predict
-    from .viz import colorize_depth, colorize_normals
+    from genpercept_lessons.inference import predict
+    from genpercept_lessons.viz import colorize_depth, colorize_normals
 
     written = []
     for task in tasks:

@@ -17,12 +17,25 @@ from typing import Iterable
 
 import numpy as np
 
-from .data import COLUMNS, miniscenes_features
-from .hypersim import (HYPERSIM_DOWNLOAD, HYPERSIM_SPLIT_CSV, check_size, hypersim_frame_paths, hypersim_frames,
-                       read_hypersim_frame)
-from .nyuv2 import NYUV2_SIZE, nyuv2_rows, nyuv2_split_indices
-from .vkitti2 import (KITTI_CROP_SIZE, VKITTI2_CAMERAS, VKITTI2_SCENES, VKITTI2_VARIATIONS, read_vkitti2_frame,
-                      vkitti2_frames)
+from genpercept_lessons.atomic import replace_folder
+from genpercept_lessons.mini.miniscenes import COLUMNS, miniscenes_features
+from genpercept_lessons.real_data.hypersim import (
+    HYPERSIM_DOWNLOAD,
+    HYPERSIM_SPLIT_CSV,
+    check_size,
+    hypersim_frame_paths,
+    hypersim_frames,
+    read_hypersim_frame,
+)
+from genpercept_lessons.real_data.nyuv2 import NYUV2_SIZE, nyuv2_rows, nyuv2_split_indices
+from genpercept_lessons.real_data.vkitti2 import (
+    KITTI_CROP_SIZE,
+    VKITTI2_CAMERAS,
+    VKITTI2_SCENES,
+    VKITTI2_VARIATIONS,
+    read_vkitti2_frame,
+    vkitti2_frames,
+)
 
 __all__ = ["SETTINGS_FILE", "save_rows_atomically", "prepare_hypersim", "prepare_vkitti2", "prepare_nyuv2"]
 
@@ -55,22 +68,6 @@ def _check_row(row: dict, size: tuple[int, int], k: int) -> None:
         arr = np.asarray(row[col])
         if arr.shape != shape:
             raise ValueError(f"save_rows_atomically: row {k} column {col!r} must be {shape}, got {arr.shape}")
-
-
-def _replace_into(partial: Path, out: Path) -> None:
-    """Move ``partial`` to ``out``; an existing ``out`` is set aside first and restored if the move fails."""
-    old = None
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(partial, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_rows_atomically(rows: Iterable[dict], out: str | os.PathLike, size: tuple[int, int], *,
@@ -124,7 +121,7 @@ def save_rows_atomically(rows: Iterable[dict], out: str | os.PathLike, size: tup
         del ds, parts
         info = {"rows": count, "height": size[0], "width": size[1], **(settings or {})}
         (partial / SETTINGS_FILE).write_text(json.dumps(info, indent=1, default=str))
-        _replace_into(partial, out)
+        replace_folder(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -34,7 +34,7 @@ def next_step(checks, profile) -> str:
 
 def doctor_report(profile) -> tuple[str, bool]:
     """(the report text, whether every essential check passed) for ``profile``; never builds or downloads anything."""
-    from .setup_check import check_environment, format_checks
+    from genpercept_lessons.setup_check import check_environment, format_checks
 
     checks = check_environment(profile)
     ok = not essential_failures(checks)
