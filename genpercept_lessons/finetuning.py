@@ -186,6 +186,61 @@ def _evaluate(pipe, eval_data, config: E2EConfig) -> dict:
                     noise=config.noise)["metrics"]
 
 
+def _training_sets(train_data) -> tuple[list, list[float]]:
+    pairs = [(train_data, 1.0)] if not isinstance(train_data, (list, tuple)) else list(train_data)
+    if not pairs or any(len(p) != 2 or len(p[0]) == 0 or not p[1] > 0 for p in pairs):
+        raise ValueError("finetune_end_to_end: `train_data` must be a non-empty dataset or a list of "
+                         "(dataset, weight > 0) pairs")
+    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+
+
+def _check_pipeline(pipe, config: E2EConfig) -> str:
+    from genpercept_lessons.tasks import pipeline_task
+
+    task = pipeline_task(pipe)
+    if task != config.task:
+        raise ValueError(f"finetune_end_to_end: config.task is {config.task!r} but `pipe` is a {task} pipeline")
+    if pipe.scheduler.config.prediction_type != "v_prediction":
+        raise ValueError("finetune_end_to_end: the pipeline's scheduler must use prediction_type='v_prediction' "
+                         f"(Marigold's), got {pipe.scheduler.config.prediction_type!r}")
+    return task
+
+
+def _optimizer(unet, config: E2EConfig):
+    """AdamW and its warm-up + exponential-decay schedule, stepped once per optimiser step."""
+    import torch
+
+    opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay,
+                            eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: iter_exponential(s, config.steps, config.warmup, config.final_lr_ratio))
+    return opt, sched
+
+
+def _resume(ckpt: Path, config: E2EConfig, unet, opt, sched, result: FinetuneResult) -> bool:
+    """Load a checkpoint written with the same config into the models and ``result``; False if there is none."""
+    import torch
+
+    if not ckpt.is_file():
+        return False
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state["config"] != dataclasses.asdict(config):
+        raise ValueError(f"finetune_end_to_end: {ckpt} was written with different settings; use a fresh `workdir` "
+                         f"or the same config.\nsaved: {state['config']}\nnow:   {dataclasses.asdict(config)}")
+    unet.load_state_dict(state["unet"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    result.losses, result.lrs, result.evals = state["losses"], state["lrs"], state["evals"]
+    result.resumed_from = state["step"]
+    return True
+
+
+def _save_checkpoint(ckpt: Path, config: E2EConfig, unet, opt, sched, result: FinetuneResult, step: int) -> None:
+    atomic_torch_save({"unet": unet.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                       "step": step, "losses": result.losses, "lrs": result.lrs, "evals": result.evals,
+                       "config": dataclasses.asdict(config)}, ckpt)
+
+
 def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, workdir: str | os.PathLike,
                         output_dir: str | os.PathLike | None = None, eval_data=None, in_place: bool = False,
                         accelerator=None, callback: Callable[[int, float], None] | None = None,
@@ -202,69 +257,52 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     from tqdm.auto import tqdm
 
     from genpercept_lessons.inference import empty_text_embedding
-    from genpercept_lessons.tasks import pipeline_task
 
+    # 0. Check the inputs before anything is loaded or written
     config = dataclasses.replace(config or E2EConfig(), **overrides).validate()
-    task = pipeline_task(pipe)
-    if task != config.task:
-        raise ValueError(f"finetune_end_to_end: config.task is {config.task!r} but `pipe` is a {task} pipeline")
-    if pipe.scheduler.config.prediction_type != "v_prediction":
-        raise ValueError("finetune_end_to_end: the pipeline's scheduler must use prediction_type='v_prediction' "
-                         f"(Marigold's), got {pipe.scheduler.config.prediction_type!r}")
-    pairs = [(train_data, 1.0)] if not isinstance(train_data, (list, tuple)) else list(train_data)
-    if not pairs or any(len(p) != 2 or len(p[0]) == 0 or not p[1] > 0 for p in pairs):
-        raise ValueError("finetune_end_to_end: `train_data` must be a non-empty dataset or a list of "
-                         "(dataset, weight > 0) pairs")
-    datasets, weights = [p[0] for p in pairs], [float(p[1]) for p in pairs]
+    task = _check_pipeline(pipe, config)
+    datasets, weights = _training_sets(train_data)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    # accelerate handles processes and devices; bf16 autocast is ours (accelerate's mixed-precision setting is fixed
-    # per process, and a notebook may run fp32 and bf16 fine-tunes one after the other)
+    # 1. Processes and devices come from accelerate; bf16 autocast is ours (accelerate's mixed-precision setting is
+    #    fixed per process, and a notebook may run fp32 and bf16 fine-tunes one after the other)
     accelerator = accelerator or Accelerator(cpu=pipe.device.type == "cpu")
     device, rank = accelerator.device, accelerator.process_index
+
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16")
 
+    # 2. What trains (the UNet, a copy unless in_place) and what stays frozen (the VAE, the empty-prompt embedding)
     unet = pipe.unet if in_place else copy.deepcopy(pipe.unet)
     unet.to(device).requires_grad_(True).train()
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     vae = pipe.vae.to(device).requires_grad_(False)
     text = empty_text_embedding(pipe).to(device)  # the 2-token embedding inference uses (E2E-FT trains on 77 tokens)
+    # 3. E2E-FT's single step: t = T with ᾱ_T of Marigold's schedule
     timestep = pipe.scheduler.config.num_train_timesteps - 1
     alpha_bar = float(pipe.scheduler.alphas_cumprod[timestep])
-    opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay,
-                            eps=1e-8)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: iter_exponential(s, config.steps, config.warmup, config.final_lr_ratio))
-    # stepped once per optimiser step by us (not prepared by accelerate, which would step it num_processes times)
+    # 4. Optimiser and LR schedule (stepped by us once per optimiser step: accelerate would step it per process)
+    opt, sched = _optimizer(unet, config)
     model = accelerator.prepare(unet)
+    # 5. Resume from the workdir's checkpoint if there is one
     result = FinetuneResult(pipe=None)
     ckpt = workdir / "e2e_state.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"finetune_end_to_end: {ckpt} was written with different settings; use a fresh `workdir` "
-                             f"or the same config.\nsaved: {state['config']}\nnow:   {dataclasses.asdict(config)}")
-        unet.load_state_dict(state["unet"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        result.losses, result.lrs, result.evals = state["losses"], state["lrs"], state["evals"]
-        result.resumed_from = state["step"]
-        if accelerator.is_main_process:
-            print(f"resuming end-to-end fine-tuning from step {result.resumed_from} ({ckpt})")
+    if _resume(ckpt, config, unet, opt, sched, result) and accelerator.is_main_process:
+        print(f"resuming end-to-end fine-tuning from step {result.resumed_from} ({ckpt})")
     eval_pipe = _trailing_pipeline(pipe, unet)
     t0 = time.time()
     bar = tqdm(range(result.resumed_from, config.steps), initial=result.resumed_from, total=config.steps,
                desc=f"E2E-FT {task}", disable=not (progress and accelerator.is_local_main_process))
     for step in bar:
+        # 6. One optimiser step: grad_accumulation micro-batches, each one UNet pass from zeros (or noise) at t = T
         g = step_generator(config.seed, rank, step)
         total = 0.0
         for micro in range(config.grad_accumulation):
             batch = training_batch(datasets, weights, config.batch_size, g, config.hflip)
             with torch.no_grad():
                 rgb = batch["rgb"].to(device)
-                latent = vae.encode(rgb).latent_dist.mode() * vae.config.scaling_factor
+                latent = vae.encode(rgb).latent_dist.mode() * vae.config.scaling_factor  # [B,4,h,w]
             noise = None if config.noise == "zeros" else torch.randn(latent.shape, generator=g).to(device)
             sync = micro == config.grad_accumulation - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), autocast():
@@ -280,18 +318,18 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
         result.losses.append(float(accelerator.reduce(torch.tensor(total, device=device), "mean")))
         bar.set_postfix(loss=f"{np.mean(result.losses[-10:]):.4f}", lr=f"{result.lrs[-1]:.2e}")
         done = step + 1
+        # 7. Evaluate on the held-out scenes; checkpoint atomically
         if eval_data is not None and ((config.eval_every and done % config.eval_every == 0) or done == config.steps):
             unet.eval()
             result.evals.append((done, _evaluate(eval_pipe, eval_data, config)))
             unet.train()
         if done % config.checkpoint_every == 0 or done == config.steps:
             if accelerator.is_main_process:
-                atomic_torch_save({"unet": unet.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                   "step": done, "losses": result.losses, "lrs": result.lrs, "evals": result.evals,
-                                   "config": dataclasses.asdict(config)}, ckpt)
+                _save_checkpoint(ckpt, config, unet, opt, sched, result, done)
             accelerator.wait_for_everyone()
         if callback is not None:
             callback(done, result.losses[-1])
+    # 8. The fine-tuned pipeline, with trailing spacing, saved as a Marigold folder if asked
     result.seconds = time.time() - t0
     unet.eval().requires_grad_(False)
     result.pipe = eval_pipe

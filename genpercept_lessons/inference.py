@@ -65,16 +65,7 @@ def _decode(pipe, latents):
         return pipe.decode_prediction(latents)  # depth [B,1,H,W] in [0,1] / normals [B,3,H,W] unit
 
 
-def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian",
-                     ensemble: int = 1, generator=None, latents=None, batch_size: int | None = None,
-                     processing_resolution: int | None = None, keep_intermediates: bool = False) -> Prediction:
-    """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. Introduced in notebook 01.
-
-    With ``keep_intermediates`` the result also holds each step's input latent and x̂0.
-    """
-    import torch
-
-    task = pipeline_task(pipe)
+def _check_arguments(steps, spacing, noise, ensemble, generator, latents) -> None:
     if spacing not in SPACINGS:
         raise ValueError(f"predict: `spacing` must be one of {SPACINGS}, got {spacing!r}")
     if noise not in NOISE_TYPES:
@@ -85,61 +76,96 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
         raise ValueError(f"predict: `ensemble` must be a positive int, got {ensemble!r}")
     if latents is not None and (generator is not None or noise == "zeros"):
         raise ValueError("predict: pass `latents` alone (not with `generator` or noise='zeros')")
-    image = images_to_tensor(images).to(pipe.device, pipe.dtype)
-    n = image.shape[0]
-    res = processing_resolution if processing_resolution is not None else pipe.default_processing_resolution
-    if res is None:
-        res = 0  # 0 = the images' own resolution (diffusers' convention)
-    image, padding, original = pipe.image_processor.preprocess(image * 1.0, res, "bilinear", pipe.device, pipe.dtype)
-    rgb = encode_rgb(pipe, image).repeat_interleave(ensemble, dim=0)  # [N*E,4,h,w]
+
+
+def _start_latents(pipe, rgb, noise: str, generator, latents):
+    """The latent the loop starts from, shaped like ``rgb`` [N*E,4,h,w]: given, zeros, or Gaussian from ``generator``."""
+    import torch
+
     if latents is not None:
         start = torch.as_tensor(latents, device=pipe.device, dtype=pipe.dtype)
         if start.shape != rgb.shape:
             raise ValueError(f"predict: `latents` must have shape {tuple(rgb.shape)} (N*ensemble, 4, h, w), "
                              f"got {tuple(start.shape)}")
-    elif noise == "zeros":
-        start = torch.zeros_like(rgb)
-    else:
-        from diffusers.utils.torch_utils import randn_tensor
+        return start
+    if noise == "zeros":
+        return torch.zeros_like(rgb)
+    from diffusers.utils.torch_utils import randn_tensor
 
-        start = randn_tensor(rgb.shape, generator=generator, device=pipe.device, dtype=pipe.dtype)
+    return randn_tensor(rgb.shape, generator=generator, device=pipe.device, dtype=pipe.dtype)
+
+
+def _denoise(pipe, rgb, start, scheduler, steps: int, batch_size: int, generator, keep_intermediates: bool):
+    """DDIM from ``start`` in batches: (final latents, [steps] x̂0 latents, [steps] latents fed to the UNet)."""
+    import torch
+
     text = empty_text_embedding(pipe)
-    scheduler = with_spacing(pipe.scheduler, spacing)
-    bs = batch_size or rgb.shape[0]
-    out = Prediction(prediction=None, start_latents=start)
-    finals, x0_steps, input_steps = [], [], []
+    finals, per_step, inputs = [], [[] for _ in range(steps)], [[] for _ in range(steps)]
+    for i in range(0, rgb.shape[0], batch_size):
+        z, cond = start[i:i + batch_size], rgb[i:i + batch_size]
+        scheduler.set_timesteps(steps, device=pipe.device)
+        for k, t in enumerate(scheduler.timesteps):
+            v = pipe.unet(torch.cat([cond, z], dim=1), t, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
+            result = scheduler.step(v, t, z, generator=generator)
+            if keep_intermediates:
+                inputs[k].append(z)
+                per_step[k].append(result.pred_original_sample)
+            z = result.prev_sample
+        finals.append(z)
+    if not keep_intermediates:
+        return torch.cat(finals), [], []
+    return torch.cat(finals), [torch.cat(b) for b in per_step], [torch.cat(b) for b in inputs]
+
+
+def _ensemble(pipe, pred, n: int, ensemble: int, task: str):
+    """[N*E,C,H,W] members -> [N,C,H,W]: diffusers' aligned median (depth) or the member closest to the mean (normals)."""
+    import torch
+
+    if ensemble == 1:
+        return pred
+    pred = pred.reshape(n, ensemble, *pred.shape[1:])
+    if task == "depth":
+        return torch.cat([pipe.ensemble_depth(pred[j], pipe.scale_invariant, pipe.shift_invariant)[0]
+                          for j in range(n)])
+    return torch.cat([pipe.ensemble_normals(pred[j], False)[0] for j in range(n)])
+
+
+def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian",
+                     ensemble: int = 1, generator=None, latents=None, batch_size: int | None = None,
+                     processing_resolution: int | None = None, keep_intermediates: bool = False) -> Prediction:
+    """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. Introduced in notebook 01.
+
+    With ``keep_intermediates`` the result also holds each step's input latent and x̂0.
+    """
+    import torch
+
+    # 0. Which task, and are the arguments sensible (before any model runs)
+    task = pipeline_task(pipe)
+    _check_arguments(steps, spacing, noise, ensemble, generator, latents)
     with torch.no_grad():
-        for i in range(0, rgb.shape[0], bs):
-            z, cond = start[i:i + bs], rgb[i:i + bs]
-            scheduler.set_timesteps(steps, device=pipe.device)
-            per_step, inputs = [], []
-            for t in scheduler.timesteps:
-                v = pipe.unet(torch.cat([cond, z], dim=1), t, encoder_hidden_states=text.expand(len(z), -1, -1)).sample
-                result = scheduler.step(v, t, z, generator=generator)
-                if keep_intermediates:
-                    inputs.append(z)
-                    per_step.append(result.pred_original_sample)
-                z = result.prev_sample
-            finals.append(z)
-            x0_steps.append(per_step)
-            input_steps.append(inputs)
-        out.timesteps = [int(t) for t in scheduler.timesteps]
-        final = torch.cat(finals)
+        # 1. The image as the pipeline sees it: [N,3,H',W'] in [-1,1], resized to the processing resolution and padded
+        image = images_to_tensor(images).to(pipe.device, pipe.dtype)
+        n = image.shape[0]
+        res = processing_resolution if processing_resolution is not None else pipe.default_processing_resolution
+        res = 0 if res is None else res  # 0 = the images' own resolution (diffusers' convention)
+        image, padding, original = pipe.image_processor.preprocess(image * 1.0, res, "bilinear", pipe.device,
+                                                                   pipe.dtype)
+        # 2. The RGB latent [N*E,4,h,w], each image repeated for its E ensemble members
+        rgb = encode_rgb(pipe, image).repeat_interleave(ensemble, dim=0)
+        # 3. The start latent [N*E,4,h,w]: given, zeros, or Gaussian noise
+        start = _start_latents(pipe, rgb, noise, generator, latents)
+        # 4. DDIM with the chosen timestep spacing: the UNet sees cat(rgb, z) [.,8,h,w] and predicts v
+        scheduler = with_spacing(pipe.scheduler, spacing)
+        final, x0_latents, step_inputs = _denoise(pipe, rgb, start, scheduler, steps, batch_size or rgb.shape[0],
+                                                  generator, keep_intermediates)
+        out = Prediction(prediction=None, start_latents=start, timesteps=[int(t) for t in scheduler.timesteps],
+                         step_inputs=step_inputs, x0_latents=x0_latents)
+        # 5. Decode with the VAE and remove the padding: depth [N*E,1,H',W'] in [0,1] or normals [N*E,3,H',W']
         pred = pipe.image_processor.unpad_image(_decode(pipe, final), padding)
-        if keep_intermediates:
-            for k in range(steps):
-                lat = torch.cat([b[k] for b in x0_steps])
-                out.x0_latents.append(lat)
-                out.step_inputs.append(torch.cat([b[k] for b in input_steps]))
-                dec = pipe.image_processor.unpad_image(_decode(pipe, lat), padding)
-                out.x0_decoded.append(_to_numpy(dec, task))
-        if ensemble > 1:
-            pred = pred.reshape(n, ensemble, *pred.shape[1:])
-            if task == "depth":
-                pred = torch.cat([pipe.ensemble_depth(pred[j], pipe.scale_invariant, pipe.shift_invariant)[0]
-                                  for j in range(n)])
-            else:
-                pred = torch.cat([pipe.ensemble_normals(pred[j], False)[0] for j in range(n)])
+        out.x0_decoded = [_to_numpy(pipe.image_processor.unpad_image(_decode(pipe, lat), padding), task)
+                          for lat in x0_latents]
+        # 6. Combine the ensemble members, 7. resize back to the input size (normals renormalised)
+        pred = _ensemble(pipe, pred, n, ensemble, task)
         pred = pipe.image_processor.resize_antialias(pred, original, "bilinear", is_aa=False)
         if task == "normals":
             pred = pipe.normalize_normals(pred)

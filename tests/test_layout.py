@@ -80,3 +80,12 @@ def test_the_code_passes_the_linter():
     r = subprocess.run([sys.executable, "-m", "ruff", "check", "--quiet", "genpercept_lessons", "tests", "tools",
                         "data_scripts", "notebooks/sources"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-1000:]
+
+
+def test_the_mutation_checks_planted_bugs_still_find_their_lines():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "tools/mutation_check.py", "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(r.stdout.splitlines()) >= 60

@@ -65,35 +65,15 @@ def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
           f"{report['train_seconds']:.0f} s")
 
 
-def evaluate_pipeline(pipe, task: str, test, n: int | None = None) -> dict[str, float]:
+def evaluate_pipeline(pipe, test, n: int | None = None) -> dict[str, dict[str, float]]:
     """Held-out quality of a mini pipeline: 1-step leading vs trailing (Gaussian start, seed 0) and trailing zero-noise."""
-    import torch
-    from diffusers import DDIMScheduler
+    from genpercept_lessons.evaluation import evaluate
 
-    from genpercept_lessons.images import images_to_tensor
-    from genpercept_lessons.metrics import depth_metrics, normal_metrics
-
-    rows = test[:n or len(test)]  # read each column once
-    n = len(rows["image"])
-    images = images_to_tensor(rows["image"])
-    mask = rows["mask"].astype(bool)
-    res = images.shape[-1]
-    out, original = {}, pipe.scheduler
-    for name, spacing, latents in (("leading_1step", "leading", None), ("trailing_1step", "trailing", None),
-                                   ("trailing_1step_zero_noise", "trailing", "zeros")):
-        pipe.scheduler = DDIMScheduler.from_config(original.config, timestep_spacing=spacing)
-        kwargs = {"generator": torch.Generator().manual_seed(0)}
-        if latents == "zeros":
-            f = pipe.vae_scale_factor
-            kwargs = {"latents": torch.zeros(n, 4, res // f, res // f)}
-        pred = pipe(images, num_inference_steps=1, processing_resolution=res, batch_size=n, output_type="np",
-                    **kwargs).prediction
-        if task == "depth":
-            out[name] = depth_metrics(pred[..., 0], rows["depth"], mask)
-        else:
-            out[name] = normal_metrics(pred, rows["normals"], mask)
-    pipe.scheduler = original
-    return out
+    n = n or len(test)
+    runs = {"leading_1step": ("leading", "gaussian"), "trailing_1step": ("trailing", "gaussian"),
+            "trailing_1step_zero_noise": ("trailing", "zeros")}
+    return {name: evaluate(pipe, test, n=n, seed=0, batch_size=n, steps=1, spacing=spacing, noise=noise)["metrics"]
+            for name, (spacing, noise) in runs.items()}
 
 
 def _constant_baseline(task: str, train_arrays: dict[str, np.ndarray], test) -> dict[str, float]:
@@ -156,7 +136,7 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     # evaluate what was saved, loaded back exactly as a learner loads it
     loaded = load_marigold("mini", task, model=str(folder))
     test = load_miniscenes("test")
-    quality = evaluate_pipeline(loaded, task, test)
+    quality = evaluate_pipeline(loaded, test)
     quality["constant_mean_map"] = _constant_baseline(task, arrays, test)
     pyramid = settings.get("multi_res_noise")
     noise = (f"annealed multi-resolution noise (strength {pyramid['strength']} x t/T)" if pyramid else "white noise")
