@@ -67,15 +67,15 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
     vae = {"version": 3, "data": data, "block_out_channels": [16, 32, 64], "latent_channels": 4, "norm_num_groups": 4,
            "crop": 32, "sample_posterior": False, "steps": 3000, "batch_size": 32, "lr": 2e-3, "kl_weight": 1e-6,
            "bf16": bf16, "seed": seed}
-    # 3,000 VAE steps, not 2,000: at 2,000 the normals round trip of some seeds stayed near 9 deg, and a UNet cannot
-    # beat the VAE that decodes it (seed 2: normals 20.7 -> 14.4 deg, seed 3: depth 0.130 -> 0.111; docs/robustness.md).
+    # A decoded map is never better than the VAE's round trip: with fewer VAE steps, the round trip of some seeds
+    # bounded the normals UNet (each build's round trip is in its metadata; docs/robustness.md compares builds).
     text = {"version": 1, "hidden_size": 64, "seed": seed}
 
     def unet(task: str) -> dict[str, Any]:
         # Marigold v1-0's trainer (config/train_marigold.yaml): annealed multi-resolution noise, left-right flips,
-        # 100 warm-up steps, then exponential LR decay to 1% (Marigold: over 25k iterations). The 2,000-step normals
-        # run learns more when the decay stops at 10% (16.1 -> 14.9 deg; depth got worse at 5%). Peak LR 3e-3 (4e-3
-        # diverges).
+        # 100 warm-up steps, then exponential LR decay (Marigold: to 1% over 25k iterations). The short normals run
+        # still learns late, so its decay stops at 10%; depth keeps Marigold's 1%. Peak LR 3e-3: the largest that
+        # trains stably at batch 32 (README, "The mini world's numbers").
         return {"version": 4, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
                 "norm_num_groups": 8, "steps": 2000, "batch_size": 32, "lr": 3e-3, "warmup": 100,
                 "final_lr_ratio": {"depth": 0.01, "normals": 0.1}[task],

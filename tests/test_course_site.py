@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
+from browser import chromium, serve_folder
 
 from genpercept_lessons.course.site import CourseBuildError, build_site, lesson_info
 
@@ -71,12 +72,12 @@ def _parse(page: Path) -> _Links:
     return parser
 
 
-def _local(href: str) -> str | None:
-    """The local file a link or src points to, or None for anchors, data URIs and web addresses."""
+def _local(page: Path, href: str) -> Path | None:
+    """The file a link or src on ``page`` points to, or None for anchors, data URIs and web addresses."""
     url = urlparse(href)
     if url.scheme or url.netloc or not url.path:
         return None
-    return unquote(url.path)
+    return (page.parent / unquote(url.path)).resolve()
 
 
 @pytest.fixture(scope="module")
@@ -97,39 +98,38 @@ def test_index_lists_lessons_with_titles_objectives_and_times(site):
     text = index.read_text(encoding="utf-8")
     for title in ("First steps", "Printing things"):
         assert title in text
-    assert "draw a <code>line</code>" in text and "see a <strong>figure</strong>" in text and "use a widget" in text
-    assert len(re.findall(r'<td class="gl-time">\d+\.\d min</td>', text)) == 2
+    assert ">line</span></code>" in text and "<strong>figure</strong>" in text and "use a widget" in text
+    assert len(re.findall(r"<p>\d+ s</p>", text)) == 2  # each lesson's measured run time
     assert "CPU cores" in text and "torch" in text and "Key points" in text
-    assert not out.with_name("site.partial").exists()
+    assert not out.with_name("site.partial").exists() and not out.with_name("site.src").exists()
 
 
 def test_every_page_image_and_link_exists(site):
     src, out, index = site
-    pages = [index] + [out / f"{p.stem}.html" for p in sorted(src.glob("*.ipynb"))]
-    for page in pages:
-        assert page.is_file(), page
+    lessons = [out / "lessons" / f"{p.stem}.html" for p in sorted(src.glob("*.ipynb"))]
     n_images = 0
-    for page in pages:
+    for page in [index, *lessons]:
+        assert page.is_file(), page
         found = _parse(page)
         for src_ in found.images:
-            path = _local(src_)
+            path = _local(page, src_)
             if path is not None:
-                assert (out / path).is_file(), f"{page.name}: <img src={src_!r}> is missing"
-                n_images += 1
+                assert path.is_file(), f"{page.name}: <img src={src_!r}> is missing"
+                n_images += page in lessons
         for href in found.links:
-            path = _local(href)
+            path = _local(page, href)
             if path is not None:
-                assert (out / path).is_file(), f"{page.name}: link {href!r} does not resolve"
+                assert path.is_file(), f"{page.name}: link {href!r} does not resolve"
     assert n_images == 2  # the plain figure and the one captured by the Output widget
-    first, second = (_parse(out / f"{s}.html").links for s in ("00_first_steps", "01_printing"))
-    assert "index.html" in first and "01_printing.html" in first
-    assert "index.html" in second and "00_first_steps.html" in second
-    assert {"00_first_steps.html", "01_printing.html"} <= set(_parse(index).links)
+    first, second = (set(_parse(page).links) for page in lessons)
+    assert "01_printing.html" in first and "00_first_steps.html" in second  # previous / next
+    assert "../index.html" in first and "../index.html" in second
+    assert {"lessons/00_first_steps.html", "lessons/01_printing.html"} <= set(_parse(index).links)
 
 
 def test_widgets_become_static_html(site):
     src, out, index = site
-    text = (out / "01_printing.html").read_text(encoding="utf-8").replace("\u2007", " ")  # tqdm's figure spaces
+    text = (out / "lessons" / "01_printing.html").read_text(encoding="utf-8").replace("\u2007", " ")  # tqdm's spaces
     assert "widget-view+json" not in text and "widget-state+json" not in text
     assert "looping: 100%" in text and "<progress" in text  # the tqdm bar, finished
     assert "inside the output widget" in text and "<b>level</b> 3" in text
@@ -151,8 +151,74 @@ def test_failing_notebook_names_itself_and_keeps_the_previous_site(site, tmp_pat
     with pytest.raises(CourseBuildError, match=r"00_broken\.ipynb: cell 3 .*ValueError: boom"):
         build_site(bad, out, timeout=60)
     assert index.read_bytes() == before
-    assert (out / "00_first_steps.html").is_file()
-    assert not out.with_name("site.partial").exists() and not out.with_name("site.old").exists()
+    assert (out / "lessons" / "00_first_steps.html").is_file()
+    assert not [p for p in out.parent.iterdir() if p.name != "site"]  # no .partial, .src or .old left behind
+
+
+def _crawl(browser, base: str) -> dict[str, dict]:
+    """Load every page of the site reachable from index.html; per page: broken images, bad links, traceback."""
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    todo, seen, status = [base + "index.html"], {}, {}
+
+    def ok(url: str) -> bool:
+        if url not in status:
+            try:
+                with urlopen(url, timeout=10) as r:
+                    status[url] = r.status == 200
+            except HTTPError:
+                status[url] = False
+        return status[url]
+
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        browser.get(url)
+        report = browser.execute_script("""
+            const imgs = [...document.images];
+            return {ready: document.readyState, text: document.body.innerText,
+                    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+                    images: imgs.length, links: [...document.links].map(a => a.href.split('#')[0])};""")
+        internal = sorted({h for h in report["links"] if h.startswith(base)})
+        seen[url] = {"ready": report["ready"], "broken": report["broken"], "images": report["images"],
+                     "bad_links": [h for h in internal if not ok(h)],
+                     "traceback": "Traceback (most recent call last)" in report["text"], "text": report["text"]}
+        todo += [h for h in internal if h.endswith(".html") and h not in seen]
+    return seen
+
+
+def _check_pages(pages: dict[str, dict]) -> None:
+    for url, page in pages.items():
+        assert page["ready"] == "complete", url
+        assert page["broken"] == [], f"{url}: images that did not load: {page['broken']}"
+        assert page["bad_links"] == [], f"{url}: links that do not resolve: {page['bad_links']}"
+        assert not page["traceback"], f"{url} shows a Python traceback"
+
+
+def test_the_site_in_a_real_browser(site, tmp_path):
+    src, out, index = site
+    with chromium(tmp_path / "profile") as browser, serve_folder(out) as base:
+        pages = _crawl(browser, base)
+    _check_pages(pages)
+    lessons = {u.rsplit("/", 1)[1]: p for u, p in pages.items() if "/lessons/" in u}
+    assert set(lessons) == {"00_first_steps.html", "01_printing.html"}
+    assert all(p["images"] >= 1 for p in lessons.values())  # each lesson's figure, loaded
+    assert "inside the output widget" in lessons["01_printing.html"]["text"]
+
+
+def test_the_real_course_renders_in_a_real_browser(tmp_path):
+    # every lesson, from its text source, rendered without executing (make course executes): the markdown, the
+    # links between lessons and the navigation are the ones learners get
+    out = tmp_path / "site"
+    build_site(REPO / "notebooks", out, execute=False)
+    with chromium(tmp_path / "profile") as browser, serve_folder(out) as base:
+        pages = _crawl(browser, base)
+    _check_pages(pages)
+    lessons = sorted(u.rsplit("/", 1)[1] for u in pages if "/lessons/" in u)
+    assert lessons == sorted(f"{p.stem}.html" for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert "02 · The leading-timestep bug" in pages[next(u for u in pages if u.endswith("index.html"))]["text"]
 
 
 def test_lesson_info_parses_a_header():

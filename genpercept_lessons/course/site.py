@@ -1,10 +1,15 @@
-"""The rendered course: execute every notebook (mini profile) and write a static HTML site with its figures."""
+"""The rendered course (``make course``): execute every lesson from its text source, then let Sphinx + MyST-NB write the site.
+
+Execution is ours (one fresh kernel per lesson, its run time measured, widgets turned into static snapshots, so the
+site works offline); rendering is Sphinx's, with MyST-NB reading the executed notebooks and sphinx-book-theme giving
+the navigation, search and previous/next links. The site is built in ``<out>.partial`` and replaces ``<out>``
+only when complete.
+"""
 from __future__ import annotations
 
 import html
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -15,68 +20,86 @@ __all__ = ["CourseBuildError", "lesson_info", "notebook_client_class", "execute_
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _PACKAGES = ("genpercept-lessons", "torch", "diffusers", "transformers", "datasets", "numpy", "matplotlib", "ipywidgets",
-             "nbclient", "nbconvert")
-_CSS = """<style>
-body.jp-Notebook, body.gl-index {max-width: 1080px; margin: 0 auto; padding: 0 16px 40px}
-body.gl-index {font: 15px/1.5 system-ui, sans-serif; color: #222} code {background: #f4f4f4; padding: 0 3px}
-.gl-nav {display: flex; gap: 12px; padding: 10px 0; margin: 8px 0; border-bottom: 1px solid #ccc; font: 14px system-ui}
-.gl-nav.gl-bottom {border-top: 1px solid #ccc; border-bottom: none} .gl-nav span {flex: 1}
-.gl-nav span:nth-child(2) {text-align: center} .gl-nav span:last-child {text-align: right}
-.gl-meta {color: #555; font: 13px system-ui, sans-serif; margin: 4px 0 12px} .gl-note {color: #666; font: italic 13px system-ui}
-table.gl-lessons {border-collapse: collapse; width: 100%; margin: 16px 0} table.gl-lessons th {background: #f0f0f0}
-table.gl-lessons th, table.gl-lessons td {border: 1px solid #bbb; padding: 6px 10px; vertical-align: top; text-align: left}
-.gl-num, .gl-time {white-space: nowrap; width: 1%} table.gl-lessons ul {margin: 0; padding-left: 18px}
-table.gl-lessons th:nth-child(2) {width: 30%} small {color: #555}
-.gl-row {display: flex; flex-wrap: wrap; align-items: center; gap: 12px; font: 13px system-ui, sans-serif; margin: 2px 0}
-.gl-control {border: 1px solid #ccc; border-radius: 4px; padding: 1px 8px; background: #fafafa}
-</style>"""
+             "nbclient", "sphinx", "myst-nb")
+_STATIC = Path(__file__).with_name("static")
+_CONF = """# written by genpercept_lessons/course/site.py for one build of the course site
+project = "GenPercept Lessons"
+author = "the GenPercept Lessons contributors"
+html_title = "GenPercept Lessons"
+extensions = ["myst_nb"]
+myst_enable_extensions = ["dollarmath", "amsmath", "deflist"]
+nb_execution_mode = "off"  # executed by genpercept_lessons.course.site, one fresh kernel per lesson
+nb_merge_streams = True
+html_theme = "sphinx_book_theme"
+html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
+html_static_path = ["_static"]
+html_css_files = ["course.css"]
+html_copy_source = False
+html_show_sourcelink = False
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
+"""
 
 
 class CourseBuildError(RuntimeError):
     """A notebook failed while the site was built; the message names the notebook and the cell."""
 
 
-def _markdown(text: str) -> str:
-    """Inline markdown (code, bold, italics, links) to HTML, without the surrounding paragraph."""
-    import mistune
-
-    return mistune.html(text).strip().removeprefix("<p>").removesuffix("</p>")
+def _inline_text(tokens) -> str:
+    return "".join(t.content for t in tokens if t.type == "inline").strip()
 
 
-def _bullets(lines: list[str]) -> list[str]:
-    """The items of a markdown bullet list (continuation lines joined); stops at the first line that is neither."""
-    items: list[str] = []
-    for line in lines:
-        if re.match(r"\s{0,1}[-*] ", line):
-            items.append(line.strip()[2:].strip())
-        elif items and line.startswith("  ") and line.strip():
-            items[-1] += " " + line.strip()
-        elif items or line.strip():
+def _bullets_after(tokens, i: int) -> list[str]:
+    """The items of the bullet list that starts at or right after token ``i`` (their markdown, lines joined)."""
+    while i < len(tokens) and tokens[i].type not in ("bullet_list_open", "heading_open"):
+        i += 1
+    if i >= len(tokens) or tokens[i].type != "bullet_list_open":
+        return []
+    items, depth, current = [], 0, None
+    for t in tokens[i:]:
+        depth += t.nesting if t.type.startswith("bullet_list") else 0
+        if t.type == "list_item_open" and depth == 1:
+            current = []
+        elif t.type == "inline" and current is not None and depth == 1:
+            current.append(" ".join(t.content.split()))
+        elif t.type == "list_item_close" and depth == 1:
+            items.append(" ".join(current))
+            current = None
+        if depth == 0:
             break
     return items
 
 
 def lesson_info(nb) -> dict:
     """Number, title, objectives, "What you need" text and key points of a lesson (a path or a NotebookNode)."""
+    import re
+
     import nbformat
+    from markdown_it import MarkdownIt
 
     name = ""
     if isinstance(nb, (str, Path)):
         name, nb = Path(nb).stem, nbformat.read(str(nb), as_version=4)
-    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
-    head = next((s for s in md if s.lstrip().startswith("# ")), "")
-    m = re.match(r"#\s+(\d+)\s*[·:.\-–]?\s*(.+)", head.lstrip().splitlines()[0]) if head else None
+    md = MarkdownIt()
+    cells = [md.parse(c.source) for c in nb.cells if c.cell_type == "markdown"]
+    head = next((t for t in cells if t and t[0].type == "heading_open" and t[0].tag == "h1"), [])
+    m = re.match(r"(\d+)\s*[·:.\-–]?\s*(.+)", _inline_text(head[:3])) if head else None
     fallback = re.match(r"(\d+)_?(.*)", name)
     number = m.group(1) if m else (fallback.group(1) if fallback else "")
     title = m.group(2).strip() if m else (fallback.group(2).replace("_", " ").capitalize() if fallback else name)
-    lines = head.splitlines()
-    learn = next((i for i, s in enumerate(lines) if "What you will learn" in s), None)
-    objectives = _bullets(lines[learn + 1:]) if learn is not None else []
-    need = re.search(r"\*\*What you need\*\*:?\s*(.+?)(?:\n\s*\n|\Z)", head, re.S)
-    after = next((ls[i + 1:] for ls in (t.splitlines() for t in md) for i, x in enumerate(ls)
-                  if x.strip().lower() == "## key points"), [])
-    return {"number": number, "title": title, "objectives": objectives, "key_points": _bullets(after),
-            "needs": " ".join(need.group(1).split()) if need else "", "has_header": bool(m)}
+    objectives, needs = [], ""
+    for i, t in enumerate(head):
+        if t.type == "inline" and "What you will learn" in t.content:
+            objectives = _bullets_after(head, i + 1)
+        if t.type == "inline" and t.content.startswith("**What you need**"):
+            needs = " ".join(t.content.removeprefix("**What you need**").lstrip(":").split())
+    key_points = []
+    for tokens in cells:
+        for i, t in enumerate(tokens):
+            if t.type == "heading_open" and t.tag == "h2" and tokens[i + 1].content.strip().lower() == "key points":
+                key_points = _bullets_after(tokens, i + 3)
+    return {"number": number, "title": title, "objectives": objectives, "key_points": key_points, "needs": needs,
+            "has_header": bool(m)}
 
 
 def notebook_client_class():
@@ -98,20 +121,23 @@ def notebook_client_class():
     return Client
 
 
-def execute_notebook(path: str | Path, timeout: int = 900):
-    """(executed NotebookNode, seconds): run a notebook in a fresh kernel, its folder as cwd, GENPERCEPT_PROFILE=mini.
+def execute_notebook(nb_or_path, timeout: int = 900, cwd: str | Path | None = None, name: str | None = None):
+    """(executed NotebookNode, seconds): run a notebook in a fresh kernel, ``cwd`` (default: its folder), mini profile.
 
     timeout: seconds any one cell may run. Raises CourseBuildError naming the notebook and the failing cell.
     """
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    path = Path(path)
-    nb = nbformat.read(str(path), as_version=4)
+    if isinstance(nb_or_path, (str, Path)):
+        path = Path(nb_or_path)
+        nb, cwd, name = nbformat.read(str(path), as_version=4), cwd or path.parent, name or path.name
+    else:
+        nb, name = nb_or_path, name or "notebook"
     at = {"index": None}
-    client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", store_widget_state=True, record_timing=False,
-                             resources={"metadata": {"path": str(path.parent.resolve())}},
-                             on_cell_start=lambda cell, cell_index, **_: at.update(index=cell_index))
+    client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                     record_timing=False, resources={"metadata": {"path": str(Path(cwd or ".").resolve())}},
+                                     on_cell_start=lambda cell, cell_index, **_: at.update(index=cell_index))
     env = {**os.environ, "GENPERCEPT_PROFILE": "mini", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     start = time.perf_counter()
     try:
@@ -120,7 +146,7 @@ def execute_notebook(path: str | Path, timeout: int = 900):
         i = at["index"]
         first = nb.cells[i].source.strip().splitlines()[0] if i is not None and nb.cells[i].source.strip() else ""
         what = f"{err.ename}: {err.evalue}" if isinstance(err, CellExecutionError) else f"{type(err).__name__}: {err}"
-        raise CourseBuildError(f"{path.name}: cell {i} (starting {first!r}) failed: {what.strip().splitlines()[0]}") from err
+        raise CourseBuildError(f"{name}: cell {i} (starting {first!r}) failed: {what.strip().splitlines()[0]}") from err
     return nb, time.perf_counter() - start
 
 
@@ -187,41 +213,6 @@ def _static_widgets(nb) -> None:
         cell.outputs = outs
 
 
-def _nav(lessons: list[dict], i: int, bottom: bool = False) -> str:
-    """The navigation bar of lesson i: previous, index, next."""
-    def link(j: int, arrow: str) -> str:
-        return (f'<a href="{lessons[j]["page"]}">{arrow}{lessons[j]["number"]} · '
-                f'{html.escape(lessons[j]["title"])}</a>' if 0 <= j < len(lessons) else "")
-
-    prev, nxt = link(i - 1, "← "), link(i + 1, "") + (" →" if i + 1 < len(lessons) else "")
-    return (f'<nav class="gl-nav{" gl-bottom" if bottom else ""}"><span>{prev}</span>'
-            f'<span><a href="index.html">Course index</a></span><span>{nxt}</span></nav>')
-
-
-def _lesson_page(nb, lessons: list[dict], i: int, out_dir: Path) -> None:
-    """Write one lesson's HTML page and its figures (as PNG files under NN_name_files/)."""
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import ExtractOutputPreprocessor
-
-    lesson = lessons[i]
-    _static_widgets(nb)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.register_preprocessor(ExtractOutputPreprocessor(), enabled=True)
-    body, resources = exporter.from_notebook_node(
-        nb, resources={"unique_key": "output", "output_files_dir": f"{lesson['stem']}_files"})
-    for rel, data in resources.get("outputs", {}).items():
-        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out_dir / rel).write_bytes(data)
-    ran = (f"Executed in the mini profile in {lesson['seconds']:.0f} s on this machine." if lesson["seconds"] is not None
-           else "Not executed: code only (built with --no-execute).")
-    top = (f'{_nav(lessons, i)}<div class="gl-meta"><b>{lesson["number"]} · {html.escape(lesson["title"])}</b> — {ran} '
-           f'Source: <code>notebooks/{lesson["stem"]}.ipynb</code></div>')
-    body = body.replace("</head>", f"{_CSS}\n</head>", 1)
-    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + top, body, count=1)
-    body = body.replace("</body>", _nav(lessons, i, bottom=True) + "</body>", 1)
-    (out_dir / lesson["page"]).write_text(body, encoding="utf-8")
-
-
 def _environment_line() -> str:
     """When, on what machine (cores, platform) and with which package versions the site was built."""
     import platform
@@ -239,63 +230,105 @@ def _environment_line() -> str:
             f"mini profile, mini build seed {build['seed']} ({build['precision']}). Packages: {', '.join(versions)}.")
 
 
+def _read_lesson(ipynb: Path, py: Path):
+    """A lesson from its text source when it has one (jupytext percent), else from the notebook."""
+    import jupytext
+    import nbformat
+
+    if py.is_file():
+        nb = jupytext.read(py)
+        nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        return nb
+    return nbformat.read(str(ipynb), as_version=4)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not run"
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def _index_page(lessons: list[dict]) -> str:
-    """index.html: the lesson table (number, linked title, measured run time, objectives) and the build line."""
-    rows = []
+    """index.md: the lesson table (number, linked title, measured run time, objectives), key points, the build line."""
+    table = ["```{list-table}", ":header-rows: 1", ":class: gl-lessons", "",
+             "* - No.", "  - Lesson", "  - Run time (CPU, this machine)", "  - What you will learn"]
     for les in lessons:
-        minutes = f"{les['seconds'] / 60:.1f} min" if les["seconds"] is not None else "not run"
-        objectives = "".join(f"<li>{_markdown(o)}</li>" for o in les["objectives"]) or "<li><em>(no objectives listed)</em></li>"
-        keys = "".join(f"<li>{_markdown(k)}</li>" for k in les["key_points"])
-        keys = f"<details><summary>Key points</summary><ul>{keys}</ul></details>" if keys else ""
-        needs = f"<br><small>What you need: {_markdown(les['needs'])}</small>" if les["needs"] else ""
-        rows.append(f'<tr><td class="gl-num">{les["number"]}</td><td><a href="{les["page"]}">{html.escape(les["title"])}'
-                    f'</a>{needs}</td><td class="gl-time">{minutes}</td><td><ul>{objectives}</ul>{keys}</td></tr>')
+        needs = f"<br><small>What you need: {les['needs']}</small>" if les["needs"] else ""
+        table += [f"* - {les['number']}",
+                  f"  - {{doc}}`{les['title'].replace('`', '')} <lessons/{les['stem']}>`{needs}",
+                  f"  - {_duration(les['seconds'])}",
+                  "  - " + ("<br>".join(f"• {o}" for o in les["objectives"]) or "*(no objectives listed)*")]
+    table.append("```")
     measured = [les["seconds"] for les in lessons if les["seconds"] is not None]
-    total = f"<p>All lessons together: {sum(measured) / 60:.1f} min of CPU run time.</p>" if measured else ""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>GenPercept Lessons</title>{_CSS}</head>\n'
-            '<body class="gl-index"><h1>GenPercept Lessons</h1>\n<p>Repurposing text-to-image diffusion models '
-            "(Marigold, E2E-FT, GenPercept) for dense perception. Every lesson below was executed in the <b>mini</b> "
-            "profile (CPU, offline); read it here, or run it yourself with <code>make lab</code>.</p>\n"
-            '<table class="gl-lessons"><thead><tr><th>#</th><th>Lesson</th><th>Run time<br><small>(CPU, this machine)'
-            f'</small></th><th>What you will learn</th></tr></thead>\n<tbody>{"".join(rows)}</tbody></table>\n{total}'
-            f'<p class="gl-meta">{html.escape(_environment_line())}</p></body></html>\n')
+    total = [f"All lessons together: {sum(measured) / 60:.1f} min of CPU run time.", ""] if measured else []
+    keys = [line for les in lessons if les["key_points"]
+            for line in (f"{les['number']} · {les['title']}", ": " + "; ".join(les["key_points"]), "")]
+    return "\n".join(
+        ["# GenPercept Lessons", "",
+         "Repurposing text-to-image diffusion models (Marigold, E2E-FT, GenPercept) for dense perception. Every lesson "
+         "below was executed in the **mini** profile (CPU, offline); read it here, or run it yourself with `make lab`.",
+         "", *table, "", *total, *(["## Key points", "", *keys] if keys else []),
+         f'<p class="gl-meta">{html.escape(_environment_line())}</p>', "",
+         "```{toctree}", ":hidden:", ":maxdepth: 1", "", *(f"lessons/{les['stem']}" for les in lessons), "```", ""])
+
+
+def _sphinx(src: Path, out: Path) -> None:
+    """Render ``src`` (conf.py, index.md, lessons/*.ipynb) to HTML in ``out`` with Sphinx; errors raise."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from sphinx.cmd.build import build_main
+
+    log = io.StringIO()
+    with redirect_stdout(log), redirect_stderr(log):
+        code = build_main(["-b", "html", "-q", "-d", str(src.parent / "doctrees"), str(src), str(out)])
+    problems = [line for line in log.getvalue().splitlines() if "ERROR" in line or "CRITICAL" in line]
+    if code != 0 or problems:
+        raise CourseBuildError("Sphinx could not render the course:\n" + "\n".join((problems or
+                               log.getvalue().splitlines())[-20:]))
 
 
 def build_site(notebooks_dir: str | Path = "notebooks", out_dir: str | Path = "site", execute: bool = True,
                timeout: int = 900) -> Path:
-    """Execute every NN_*.ipynb (mini profile) and write out_dir/index.html, one page per lesson and timings.json.
+    """Execute every ``NN_*`` lesson in ``notebooks_dir`` (from ``sources/NN_*.py`` where present) and render the site.
 
-    The site is built in out_dir.partial and swapped in at the end: a failing notebook raises CourseBuildError and
-    leaves any previous site untouched. Returns the path of index.html.
+    Writes ``out_dir/index.html`` (lesson table with objectives and measured run times), one page per lesson
+    (figures, static widget snapshots, previous/next), and ``timings.json``. A failing notebook raises
+    CourseBuildError and leaves any previous site untouched. Returns the path of index.html.
     """
     import nbformat
     from tqdm.auto import tqdm
 
-    paths = sorted(p for p in Path(notebooks_dir).glob("*.ipynb") if re.match(r"\d+_", p.name))
-    if not paths:
-        raise CourseBuildError(f"no lesson notebooks (NN_name.ipynb) in {notebooks_dir}")
-    out_dir = Path(out_dir)
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    lessons = [{**lesson_info(p), "stem": p.stem, "page": f"{p.stem}.html", "seconds": None} for p in paths]
-    missing = [p.name for p, les in zip(paths, lessons) if not les["has_header"]]
-    if missing:
-        print(f"warning: no '# NN · Title' header cell (title, objectives) in {', '.join(missing)}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    from genpercept_lessons.course.notebook_sources import lesson_pairs
+
+    notebooks_dir, out_dir = Path(notebooks_dir), Path(out_dir)
+    pairs = lesson_pairs(notebooks_dir) if notebooks_dir.is_dir() else []
+    if not pairs:
+        raise CourseBuildError(f"no lesson notebooks (NN_name.ipynb or sources/NN_name.py) in {notebooks_dir}")
+    work = out_dir.with_name(out_dir.name + ".partial")  # sources, doctrees and MyST-NB's files: removed at the end
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "src" / "lessons").mkdir(parents=True)
     try:
-        bar = tqdm(list(zip(paths, lessons)), desc="executing" if execute else "exporting", unit="notebook")
-        for i, (path, lesson) in enumerate(bar):
-            bar.set_postfix_str(path.name)
+        lessons = []
+        bar = tqdm(pairs, desc="executing" if execute else "exporting", unit="notebook")
+        for ipynb, py in bar:
+            bar.set_postfix_str(ipynb.name)
+            nb = _read_lesson(ipynb, py)
+            info = {**lesson_info(nb), "stem": ipynb.stem, "seconds": None}
+            if not info["has_header"]:
+                print(f"warning: no '# NN · Title' header cell (title, objectives) in {ipynb.name}")
             if execute:
-                nb, lesson["seconds"] = execute_notebook(path, timeout=timeout)
-            else:
-                nb = nbformat.read(str(path), as_version=4)
-            _lesson_page(nb, lessons, i, partial)
-        (partial / "index.html").write_text(_index_page(lessons), encoding="utf-8")
+                nb, info["seconds"] = execute_notebook(nb, timeout=timeout, cwd=notebooks_dir, name=ipynb.name)
+            _static_widgets(nb)
+            nbformat.write(nb, str(work / "src" / "lessons" / ipynb.name))
+            lessons.append(info)
+        (work / "src" / "conf.py").write_text(_CONF, encoding="utf-8")
+        shutil.copytree(_STATIC, work / "src" / "_static")
+        (work / "src" / "index.md").write_text(_index_page(lessons), encoding="utf-8")
+        _sphinx(work / "src", work / "html")
         timings = {les["stem"] + ".ipynb": round(les["seconds"], 1) for les in lessons if les["seconds"] is not None}
-        (partial / "timings.json").write_text(json.dumps(timings, indent=1) + "\n", encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    replace_folder(partial, out_dir)
+        (work / "html" / "timings.json").write_text(json.dumps(timings, indent=1) + "\n", encoding="utf-8")
+        replace_folder(work / "html", out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out_dir / "index.html"
