@@ -3,9 +3,12 @@
 #
 # **What you will learn**
 # - the v-prediction identity x̂₀ = √ᾱ_t · z − √(1−ᾱ_t) · v̂, checked against diffusers' `scheduler.step`;
-# - why at t = 999 the noise hardly matters (√ᾱ₉₉₉ ≈ 0.068), and what happens if we replace it by its mean, zero;
+# - why one step can work at all: trained with a mean-squared error, the model's best guess from (almost) pure noise is
+#   the *mean* depth given the image, and depth given an image has nearly one answer;
+# - how the start noise reaches x̂₀ twice (directly, with weight √ᾱ₉₉₉ ≈ 0.068, and through v̂, since the UNet sees
+#   it), and how much it changes the prediction here;
 # - that zero-noise inference is deterministic and about as good as a random start (which of the two is a little better
-#   differs from model to model), and why that makes end-to-end training possible (lesson 05).
+#   differs from model to model: an empirical result), and why that makes end-to-end training possible (lesson 05).
 #
 # **What you need**: lessons 01–03. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU.
 #
@@ -53,9 +56,39 @@ with torch.no_grad():
 x0_by_hand = a.sqrt() * z - (1 - a).sqrt() * v
 x0_diffusers = scheduler.step(v, T, z).pred_original_sample
 print(f"t = {int(T)}, √ᾱ = {a.sqrt():.4f}, √(1−ᾱ) = {(1 - a).sqrt():.4f}")
-assert int(T) == 999 and abs(float(a.sqrt()) - 0.068) < 0.002  # the input noise enters x̂₀ with weight ≈ 0.068
+assert int(T) == 999 and abs(float(a.sqrt()) - 0.068) < 0.002  # z enters x̂₀ directly with weight ≈ 0.068 ...
 print(f"max |by hand − diffusers| = {(x0_by_hand - x0_diffusers).abs().max():.2e}")
 assert torch.allclose(x0_by_hand, x0_diffusers, atol=1e-5)
+
+# %% [markdown]
+# ... but that is not the whole story: the UNet *sees* z and computes v̂ from it, so z also reaches x̂₀ through
+# −√(1−ᾱ) · v̂, with a weight close to 1. How much does x̂₀ change from one start noise to another, term by term?
+
+# %%
+direct, through = [], []
+for s in range(5):
+    zs = torch.randn(rgb_latent.shape, generator=torch.Generator().manual_seed(s))
+    with torch.no_grad():
+        vs = pipe.unet(torch.cat([rgb_latent, zs], 1), T, encoder_hidden_states=cond).sample
+    direct.append(a.sqrt() * zs)          # √ᾱ · z
+    through.append(-(1 - a).sqrt() * vs)  # −√(1−ᾱ) · v̂(z)
+direct, through = torch.stack(direct), torch.stack(through)  # [5 seeds, 8, 4, h, w]
+x0_seeds = direct + through
+print(f"std across 5 start noises, per latent value: √ᾱ·z {direct.std(0).mean():.3f}, −√(1−ᾱ)·v̂ "
+      f"{through.std(0).mean():.3f}, x̂₀ {x0_seeds.std(0).mean():.3f} (x̂₀ itself varies by {x0_seeds.mean(0).std():.3f} "
+      "across pixels)")
+assert x0_seeds.std(0).mean() < 0.5 * x0_seeds.mean(0).std()  # the noise moves x̂₀ much less than x̂₀ varies
+
+# %% [markdown]
+# Read the three numbers: the UNet's answer does depend on the noise it is shown, and part of that dependence cancels
+# the direct term. **Why can one step work at all?** Training minimises E‖v̂ − v‖² at every t. At t = T the input is
+# (almost) pure noise, and under a squared error the best possible prediction is the *conditional mean*: the average
+# depth over everything the image is compatible with (Marigold §3.1 trains exactly this v-objective; E2E-FT §3 reads
+# its single step this way). If depth given an image were ambiguous, that average would be a blur; for depth it is
+# nearly unimodal, so the average *is* a good depth map, and a different start noise only moves the answer a little.
+# Replacing the noise by its mean, zero, then gives one deterministic answer. How good the zero start is compared to
+# a random one is not derived here but measured, in section 3, with a picture of how little the start noise moves
+# the depth map.
 
 # %% [markdown]
 # ## 2. With z = 0
@@ -93,6 +126,34 @@ assert np.array_equal(zero_a["prediction"], zero_b["prediction"])  # determinist
 assert abs(rel - 1) < 0.1  # about as good: within 10 % (every build measured: within 6 %)
 
 # %% [markdown]
+# **How much does the start noise move the depth map?** Per pixel, the spread of the five seeds' predictions (each
+# aligned to the ground truth in scale and shift, as the metric does) next to the error of their average.
+
+# %%
+import matplotlib.pyplot as plt
+
+from genpercept_lessons.metrics import align_scale_shift
+
+rows_n = scenes[:N]
+aligned = np.stack([align_scale_shift(r["prediction"], rows_n["depth"], rows_n["mask"])[0] for r in by_seed])  # m
+valid = rows_n["mask"].astype(bool)
+seed_std = aligned.std(0)                               # [N,H,W]: how much the start noise moves each pixel
+error = np.abs(aligned.mean(0) - rows_n["depth"])       # [N,H,W]: how far the average is from the truth
+print(f"over {N} scenes: per-pixel spread across seeds {seed_std[valid].mean():.3f} m, error "
+      f"{error[valid].mean():.3f} m (ratio {seed_std[valid].mean() / error[valid].mean():.2f})")
+assert seed_std[valid].mean() < error[valid].mean()  # the noise moves the map less than the map misses the truth
+fig, axes = plt.subplots(3, 4, figsize=(8, 6.2))
+for j in range(4):
+    vmax = float(error[j][valid[j]].max())
+    for ax, img, title in zip(axes[:, j], (rows_n["image"][j], seed_std[j] * valid[j], error[j] * valid[j]),
+                              ("RGB", "spread across seeds (m)", "error of the mean (m)")):
+        ax.imshow(img, **({} if img.ndim == 3 else {"cmap": "magma", "vmin": 0, "vmax": vmax}))
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # **Better or worse?** Neither, reliably. The five seeds agree with one another closely, but zeros land a few percent
 # away from all of them: a little better on some builds (as on most that we measured), a little worse on others (one
 # learner's build: 0.117 against 0.113 over 200 scenes), and scene by scene the difference is mostly noise
@@ -113,7 +174,10 @@ fig = prediction_grid(rows["image"], {"ground truth": rows["depth"], "seed 0": b
 # the UNet. That is end-to-end fine-tuning (E2E-FT), lesson 05.
 #
 # ## Key points
-# - DDIM's x̂₀ for v-prediction is √ᾱ_t · z − √(1−ᾱ_t) · v̂; at t = 999 the input's weight is only √ᾱ ≈ 0.068.
+# - DDIM's x̂₀ for v-prediction is √ᾱ_t · z − √(1−ᾱ_t) · v̂: at t = 999 the start noise enters directly with weight
+#   √ᾱ ≈ 0.068 and again through v̂, which the UNet computes from it.
+# - One step can work because an MSE-trained model predicts the conditional mean from pure noise, and depth given an
+#   image is nearly unimodal: the start noise moves the map less than the map misses the truth.
 # - Replacing the noise by its mean (zeros) gives a deterministic prediction about as good as a random start.
 # - The single zero-noise step turns a sampler into a feed-forward network that can be trained end to end.
 
@@ -142,7 +206,8 @@ ex.q1.check(x0_from_v)
 # ex.q1.hint()
 
 # %% [markdown]
-# **Exercise 2.** By how much is the input latent z weighted in x̂0 at t = 999? (This is why zeros work.)
+# **Exercise 2.** By how much is the input latent z weighted *directly* in x̂0 at t = 999? (Only part of the story:
+# the UNet sees z too, section 1.)
 
 # %%
 weight_of_z = ____  # your code here
