@@ -150,8 +150,8 @@ assert np.abs(library - reference).max() <= 1e-4
 # Marigold stores depth replicated in all three and reads it back as their mean. That such a VAE round-trips a depth
 # map at all is one of Marigold's premises, measured in its supplement (B.1: a mean absolute error of 0.0095 on 800
 # Hypersim depth maps). The mini VAE has it easier: it was trained on RGB images *and* on depth and normal maps
-# stored as images (`train_vae` in `genpercept_lessons/mini/marigold_training.py`). How much do the channels disagree? (Marigold's supplement B.2 reports a standard
-# deviation of ~0.002 for SD's VAE on NYUv2.)
+# stored as images (`train_vae` in `genpercept_lessons/mini/marigold_training.py`). How much do the channels
+# disagree? (Marigold's supplement B.2 reports a standard deviation of ~0.002 for SD's VAE on NYUv2.)
 
 # %%
 spread = decoded.std(dim=1).mean().item()
