@@ -31,10 +31,10 @@ def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missin
         return
     if not build_missing:
         raise FileNotFoundError(f"the mini-Marigold {task} model is not built yet ({location}); run `make assets` once "
-                                "in a terminal (about 15 minutes on 2 CPU cores), or pass a Marigold pipeline folder")
+                                "in a terminal (about 15–20 minutes on 2 CPU cores), or pass a Marigold pipeline folder")
     from genpercept_lessons.mini.build import build_mini_assets
 
-    print("The mini-Marigold models are not built yet: building them now (about 15 minutes on 2 CPU cores; "
+    print("The mini-Marigold models are not built yet: building them now (about 15–20 minutes on 2 CPU cores; "
           "`make assets` does the same from a terminal).")
     build_mini_assets(profile.build_seed, profile.build_precision)
 

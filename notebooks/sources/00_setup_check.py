@@ -9,7 +9,7 @@
 # - that the depth model answers: one tiny prediction, checked against ground truth.
 #
 # **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist
-# (`make assets` builds them once, ~15 minutes on 2 cores). Full profile: a CUDA GPU and access to the Hugging Face Hub.
+# (`make assets` builds them once, ~15–20 minutes on 2 cores). Full profile: a CUDA GPU and access to the Hugging Face Hub.
 #
 # **Time**: teaching ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
 #
