@@ -62,6 +62,24 @@ def test_denoiser_resumes_exactly_and_uses_the_recipe(tmp_path, monkeypatch, pyr
     assert straight.config.in_channels == 8 and straight.config.out_channels == 4
 
 
+@pytest.mark.parametrize("max_grad_norm", [None, 1.0])
+def test_denoiser_clips_the_gradient_norm_when_asked(tmp_path, monkeypatch, max_grad_norm):
+    settings = {"task": "normals", "block_out_channels": [32, 32], "steps": 2, "batch_size": 2, "lr": 1e-3,
+                "warmup": 1, "final_lr_ratio": 0.1, "seed": 0, "max_grad_norm": max_grad_norm}
+    real, seen = torch.nn.utils.clip_grad_norm_, []
+
+    def clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append((max_norm, len(params), all(p.grad is not None for p in params)))
+        return real(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    lat = rng.normal(size=(6, 4, 8, 8)).astype(np.float32)
+    unet, _ = train_denoiser(lat, lat, np.ones((6, 8, 8), bool), torch.randn(1, 2, 32), settings, tmp_path)
+    n_params = len(list(unet.parameters()))
+    assert seen == ([] if max_grad_norm is None else [(1.0, n_params, True)] * 2)
+
+
 def test_with_mirrored_flips_images_and_the_x_of_normals():
     arrays = {k: v[:2] for k, v in ARRAYS.items()} | {"mask": rng.random((2, 16, 16)) > 0.5}
     out = marigold_training.with_mirrored(arrays)

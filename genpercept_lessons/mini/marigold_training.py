@@ -95,10 +95,14 @@ def _use_bf16(settings: dict[str, Any]) -> bool:
     return True
 
 
-def _update(loss, opt, sched) -> float:
-    """One optimiser step on ``loss`` and one LR-schedule step; returns the loss as a float."""
+def _update(loss, opt, sched, max_grad_norm: float | None = None) -> float:
+    """One optimiser step on ``loss`` (gradient norm clipped to ``max_grad_norm`` if set) and one LR-schedule step; returns the loss."""
+    import torch
+
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], max_grad_norm)
     opt.step()
     sched.step()
     return loss.item()
@@ -214,7 +218,7 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
             pred = unet(torch.cat([cond, noisy], dim=1), t, encoder_hidden_states=empty_embedding.expand(bs, -1, -1)).sample
         pred = pred.float()
         loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
-        return _update(loss, opt, sched)
+        return _update(loss, opt, sched, settings.get("max_grad_norm"))
 
     t0 = time.time()
     unet.train()
