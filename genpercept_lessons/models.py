@@ -5,9 +5,9 @@ import dataclasses
 from pathlib import Path
 
 from genpercept_lessons.profiles import Profile, get_profile
-from genpercept_lessons.tasks import check_task, folder_task, pipeline_class
+from genpercept_lessons.tasks import check_task, folder_task, pipeline_class, pipeline_task
 
-__all__ = ["load_marigold"]
+__all__ = ["load_marigold", "with_scheduler"]
 
 
 def _hub_error(location: str, err: Exception) -> RuntimeError:
@@ -96,3 +96,20 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
     pipe = pipe.to(profile.device)
     pipe.set_progress_bar_config(disable=not progress_bar)
     return pipe
+
+
+def with_scheduler(pipe, scheduler):
+    """The same Marigold pipeline (shared weights and settings) with another scheduler. Introduced in notebook 03.
+
+    E.g. ``with_scheduler(pipe, with_zero_terminal_snr(pipe.scheduler))`` runs a v1-0 checkpoint with Marigold v1-1's
+    schedule; ``pipe`` itself is left unchanged (diffusers ``DiffusionPipeline.from_pipe``).
+    """
+    from diffusers import DDIMScheduler
+
+    pipeline_task(pipe)  # a Marigold depth or normals pipeline, or a clear error
+    if not isinstance(scheduler, DDIMScheduler):
+        raise TypeError(f"with_scheduler: `scheduler` must be a diffusers DDIMScheduler (the course's loop is DDIM), "
+                        f"got {type(scheduler).__name__}")
+    new = type(pipe).from_pipe(pipe, scheduler=scheduler)
+    new.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return new

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["SPACINGS", "with_spacing", "timesteps", "alpha_bar", "snr", "timestep_table"]
+__all__ = ["SPACINGS", "with_spacing", "with_zero_terminal_snr", "timesteps", "alpha_bar", "snr", "timestep_table"]
 
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -29,6 +29,19 @@ def with_spacing(scheduler, spacing: str):
     if not hasattr(scheduler, "config"):
         raise TypeError(f"with_spacing: `scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}")
     return DDIMScheduler.from_config(scheduler.config, timestep_spacing=spacing)
+
+
+def with_zero_terminal_snr(scheduler):
+    """A fresh ``DDIMScheduler``: ``scheduler``'s config rescaled to ᾱ_T = 0, trailing spacing (Marigold v1-1's). Introduced in notebook 03.
+
+    The betas are rescaled as in Lin et al., arXiv 2305.08891, Algorithm 1 (diffusers ``rescale_betas_zero_snr=True``),
+    exactly as Marigold v1-1's trainer builds its schedulers (prs-eth/Marigold ``src/trainer/marigold_depth_trainer.py``).
+    """
+    from diffusers import DDIMScheduler
+
+    if not hasattr(scheduler, "config"):
+        raise TypeError(f"with_zero_terminal_snr: `scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}")
+    return DDIMScheduler.from_config(scheduler.config, rescale_betas_zero_snr=True, timestep_spacing="trailing")
 
 
 def timesteps(scheduler, spacing: str, steps: int) -> list[int]:

@@ -21,7 +21,7 @@ ONE_STEP_TASKS = {"depth": 1, "segmentation": 5}  # output channels of the head
 
 
 def beta_one_scheduler(num_train_timesteps: int = 1000):
-    """A DDIM scheduler whose betas are all 1: ᾱ_t = 0 for every t, so every timestep is the same. Introduced in notebook 07."""
+    """A DDIM scheduler whose betas are all 1: ᾱ_t = 0 for every t (the UNet's time embedding still differs). Introduced in notebook 07."""
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(num_train_timesteps=num_train_timesteps, trained_betas=np.ones(num_train_timesteps),
@@ -64,7 +64,8 @@ class OneStepModel:
             latent = self.vae.encode(rgb).latent_dist.mode() * self.vae.config.scaling_factor
         text = self.text.expand(len(rgb), -1, -1)
         with UNetFeatures(self.unet) as feats:
-            v = self.unet(latent, 999, encoder_hidden_states=text).sample  # with β = 1 any t is the same
+            # with β = 1 every t has ᾱ = 0, but the UNet's time embedding still sees t: train and predict at one t
+            v = self.unet(latent, 999, encoder_hidden_states=text).sample
         if self.decoder == "vae":
             image = self.vae.decode(-v / self.vae.config.scaling_factor).sample  # x̂0 = −v̂, decoded with gradients
             return image.mean(1)

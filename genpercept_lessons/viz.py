@@ -5,8 +5,8 @@ import numpy as np
 
 from genpercept_lessons.mini.scenes import LABELS
 
-__all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "scene_figure", "prediction_grid", "metric_vs_steps",
-           "error_map"]
+__all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "add_label_legend", "scene_figure", "prediction_grid",
+           "metric_vs_steps", "error_map"]
 
 _LABEL_COLOURS = np.array([[196, 120, 64], [120, 190, 120], [90, 90, 200], [230, 210, 40], [200, 60, 200]], np.uint8)
 
@@ -50,6 +50,19 @@ def colorize_labels(label) -> np.ndarray:
     valid = lab < len(LABELS)
     out[valid] = _LABEL_COLOURS[lab[valid]]
     return out
+
+
+def add_label_legend(fig, ncol: int = 6):
+    """Put the colour key of ``colorize_labels`` (one patch per class, black = invalid) under ``fig``. Introduced in notebook 07."""
+    from matplotlib.patches import Patch
+
+    if not hasattr(fig, "legend"):
+        raise TypeError(f"add_label_legend: `fig` must be a matplotlib Figure, got {type(fig).__name__}")
+    handles = [Patch(color="#{:02x}{:02x}{:02x}".format(*_LABEL_COLOURS[i]), label=name) for i, name in enumerate(LABELS)]
+    handles.append(Patch(color="black", label="invalid"))
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
+    fig.subplots_adjust(bottom=0.12)
+    return fig
 
 
 def scene_figure(row, title: str | None = None):

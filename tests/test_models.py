@@ -78,3 +78,29 @@ def test_bad_arguments(kwargs, exc, match):
 def test_missing_local_folder():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_marigold(get_profile("full", device="cpu", depth_model="/nonexistent/marigold"), "depth")
+
+
+def test_with_scheduler_runs_a_v1_0_checkpoint_with_the_v1_1_schedule(tiny_pipeline_dirs):
+    """Marigold v1-1's schedule on any checkpoint: ᾱ_T = 0, trailing, x̂₀ = −v̂; the original pipeline is untouched."""
+    from genpercept_lessons.inference import predict_detailed
+    from genpercept_lessons.models import with_scheduler
+    from genpercept_lessons.noise_schedules import with_zero_terminal_snr
+
+    pipe = load_marigold(get_profile("full", device="cpu", depth_model=str(tiny_pipeline_dirs["depth"])), "depth")
+    zero_snr = with_zero_terminal_snr(pipe.scheduler)
+    assert float(zero_snr.alphas_cumprod[-1]) == 0.0 and zero_snr.config.timestep_spacing == "trailing"
+    v11 = with_scheduler(pipe, zero_snr)
+    assert v11.scheduler.config.rescale_betas_zero_snr and not pipe.scheduler.config.get("rescale_betas_zero_snr")
+    assert v11.unet is pipe.unet and v11.default_processing_resolution == pipe.default_processing_resolution
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    runs = [predict_detailed(p, images, steps=1, generator=torch.Generator().manual_seed(0), keep_intermediates=True)
+            for p in (pipe, v11)]
+    assert runs[0].timesteps == runs[1].timesteps == [999] and torch.equal(runs[0].start_latents, runs[1].start_latents)
+    # the UNet sees the same input and t in both, so v̂ is the same: x̂₀ = √ᾱ·z − √(1−ᾱ)·v̂ with ᾱ_999 > 0, and −v̂ at zero SNR
+    a = pipe.scheduler.alphas_cumprod[999]
+    expected = a.sqrt() * runs[0].start_latents + (1 - a).sqrt() * runs[1].x0_latents[0]
+    assert torch.allclose(runs[0].x0_latents[0], expected, atol=1e-5)
+    with pytest.raises(TypeError, match="scheduler"):
+        with_scheduler(pipe, "trailing")
+    with pytest.raises(TypeError, match="Marigold"):
+        with_scheduler(object(), zero_snr)

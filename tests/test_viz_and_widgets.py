@@ -11,6 +11,7 @@ import pytest
 from genpercept_lessons import get_profile, load_marigold
 from genpercept_lessons.mini.scenes import render_scene
 from genpercept_lessons.viz import (
+    add_label_legend,
     colorize_depth,
     colorize_labels,
     colorize_normals,
@@ -41,6 +42,12 @@ def test_figures_build():
     both = {"trailing": {1: {"abs_rel": 0.1, "delta1": 0.9}, 2: {"abs_rel": 0.12, "delta1": 0.88}}}
     fig = metric_vs_steps(both, ("abs_rel", "delta1"), reference={"ensemble": {"abs_rel": 0.1, "delta1": 0.9}})
     assert [ax.get_ylabel() for ax in fig.axes] == ["abs_rel", "delta1"]
+    import matplotlib.pyplot as plt
+
+    legend = add_label_legend(plt.figure()).legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["floor", "wall", "ceiling", "sphere", "box", "invalid"]
+    first = legend.legend_handles[0].get_facecolor()[:3]
+    assert np.allclose(np.array(first) * 255, colorize_labels(np.zeros((1, 1), np.uint8))[0, 0], atol=1)
     e = error_map(s.depth * 1.1, s.depth, s.mask)
     assert np.allclose(e[s.mask], 0.1, atol=1e-5) and np.isnan(e[~s.mask]).all()
 
@@ -50,7 +57,8 @@ def test_figures_build():
     (lambda: prediction_grid(np.zeros((2, 4, 4)), {"a": 1}), ValueError), (lambda: metric_vs_steps({}), ValueError),
     (lambda: metric_vs_steps({"leading": {1: {"abs_rel": 0.4}}}, ("abs_rel", "delta1")), ValueError),
     (lambda: metric_vs_steps({"leading": {1: {"abs_rel": 0.4}}}, "abs_rel", ylabel=("a", "b")), ValueError),
-    (lambda: scene_figure({"image": 1}), KeyError), (lambda: error_map(np.zeros(3), np.zeros(3), np.zeros(3)), ValueError),
+    (lambda: scene_figure({"image": 1}), KeyError), (lambda: add_label_legend("fig"), TypeError),
+    (lambda: error_map(np.zeros(3), np.zeros(3), np.zeros(3)), ValueError),
 ])
 def test_viz_bad_input(call, exc):
     with pytest.raises(exc):

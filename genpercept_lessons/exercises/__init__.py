@@ -1,6 +1,6 @@
 """Exercises with automatic checks, in the style of Kaggle's learntools: ``q1.check(answer)``, ``q1.hint()``, ``q1.solution()``.
 
-Each lesson has a module (``exercises.lesson01`` … ``lesson06``) with its questions ``q1``, ``q2``, …; a learner's
+Each lesson has a module (``exercises.lesson01`` … ``lesson08``) with its questions ``q1``, ``q2``, …; a learner's
 untouched starter code returns the placeholder ``____`` and is reported as "not attempted", so the notebooks still
 run from top to bottom. Solutions live here, outside the learner notebooks. Introduced in notebook 01.
 """
@@ -144,10 +144,22 @@ class FunctionExercise(Exercise):
     cases: Callable[[], list] | None = None  # -> list of (args tuple, description)
     rtol: float = 1e-4
     atol: float = 1e-6
+    # more checks once the values match: ``also(func)`` returns a message saying what is still wrong, or None
+    also: Callable[[Callable], str | None] | None = None
 
     def _judge(self, func) -> None:
         if not callable(func):
             raise _Mismatch(f"expected your function, got {type(func).__name__}")
+        self._judge_values(func)
+        if self.also is not None:
+            try:
+                problem = self.also(func)
+            except Exception as err:  # the learner's code failed in the extra check
+                raise _Mismatch(f"your function raised {type(err).__name__}: {err}") from None
+            if problem:
+                raise _Mismatch(problem)
+
+    def _judge_values(self, func) -> None:
         for args, description in self.cases():
             expected = self.reference(*args)
             try:
@@ -156,8 +168,10 @@ class FunctionExercise(Exercise):
                 raise _Mismatch(f"your function raised {type(err).__name__}: {err} (for {description})") from None
             if _contains_placeholder(got):
                 raise _Mismatch(NOT_ATTEMPTED)
-            if isinstance(expected, tuple):
-                if not isinstance(got, tuple) or len(got) != len(expected):
+            if isinstance(expected, tuple):  # a list or a 1-D array of the right length is a right answer too
+                if isinstance(got, np.ndarray) and got.ndim >= 1:
+                    got = tuple(got)
+                if not isinstance(got, (tuple, list)) or len(got) != len(expected):
                     raise _Mismatch(f"for {description}: expected a tuple of {len(expected)} values, got {_short(got)}")
                 for i, (g, e) in enumerate(zip(got, expected)):
                     compare(f"for {description}, value {i + 1}", g, e, self.rtol, self.atol)
@@ -182,7 +196,7 @@ class ValueExercise(Exercise):
 
 
 def lesson(number: int):
-    """The exercises module of lesson ``number`` (1–6): ``ex = lesson(3); ex.q1.check(...)``. Introduced in notebook 01."""
-    if not isinstance(number, int) or not 1 <= number <= 6:
-        raise ValueError(f"lesson: `number` must be an int in [1, 6], got {number!r}")
+    """The exercises module of lesson ``number`` (1–8): ``ex = lesson(3); ex.q1.check(...)``. Introduced in notebook 01."""
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 8:
+        raise ValueError(f"lesson: `number` must be an int in [1, 8], got {number!r}")
     return importlib.import_module(f"{__name__}.lesson{number:02d}")

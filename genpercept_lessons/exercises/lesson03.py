@@ -1,4 +1,4 @@
-"""Lesson 03 exercises: trailing timesteps from the formula, and the δ1 accuracy."""
+"""Lesson 03 exercises: trailing timesteps from the formula, the δ1 accuracy, and the zero-terminal-SNR rescale."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 from . import FunctionExercise
 from ._fixtures import ddim_scheduler, rng_arrays
 
-__all__ = ["q1", "q2"]
+__all__ = ["q1", "q2", "q3"]
 
 
 def _trailing_reference(num_steps):
@@ -58,3 +58,49 @@ q2 = FunctionExercise(
             return float(np.mean(scores))
     """,
     reference=_delta1_reference, cases=_delta1_cases)
+
+
+def _rescale_reference(betas):
+    from diffusers.schedulers.scheduling_ddim import rescale_zero_terminal_snr
+
+    return rescale_zero_terminal_snr(betas.clone())
+
+
+def _rescale_cases():
+    import torch
+
+    sd = ddim_scheduler().betas.clone().double()  # SD2's scaled_linear schedule, as Marigold uses it
+    linear = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)  # DDPM's schedule (Ho et al.)
+    return [((sd,), "Stable Diffusion's 1000 scaled_linear betas"), ((linear,), "DDPM's linear betas 1e-4 … 0.02")]
+
+
+def _rescaled_schedule_is_zero_snr(func):
+    """The point of the exercise, checked directly: ᾱ_T = 0 and √ᾱ₀ unchanged."""
+    import torch
+
+    from . import NOT_ATTEMPTED, _contains_placeholder
+
+    new = func(ddim_scheduler().betas.clone().double())
+    if _contains_placeholder(new):
+        return NOT_ATTEMPTED
+    a_bar = torch.cumprod(1 - torch.as_tensor(new, dtype=torch.float64), 0)
+    if abs(float(a_bar[-1])) > 1e-12:
+        return f"the values are close, but ᾱ_T = {float(a_bar[-1]):.3g}: the last ᾱ must be exactly 0"
+    return None
+
+
+q3 = FunctionExercise(
+    title="Exercise 3 (implement it yourself): rescale a schedule to zero terminal SNR (Lin et al., Algorithm 1)",
+    hints=["Work with √ᾱ_t = sqrt(cumprod(1 − β)). Keep its first value a₀ and its last value a_T.",
+           "Shift so the last one is 0 (subtract a_T), then scale so the first is a₀ again (× a₀ / (a₀ − a_T)).",
+           "Back to betas: ᾱ = (√ᾱ)², α_t = ᾱ_t / ᾱ_{t−1} with α₀ = ᾱ₀, and β = 1 − α."],
+    solution_code="""
+        def rescale_zero_terminal_snr(betas):
+            root = torch.cumprod(1 - betas, 0).sqrt()
+            a0, aT = root[0].clone(), root[-1].clone()
+            root = (root - aT) * a0 / (a0 - aT)
+            a_bar = root ** 2
+            alphas = torch.cat([a_bar[:1], a_bar[1:] / a_bar[:-1]])
+            return 1 - alphas
+    """,
+    reference=_rescale_reference, cases=_rescale_cases, rtol=1e-6, atol=1e-9, also=_rescaled_schedule_is_zero_snr)

@@ -40,6 +40,24 @@ def _e2e_cases():
               a), "a tiny random UNet and VAE, 2 RGB latents of 8×8")]
 
 
+def _e2e_keeps_the_graph(func):
+    """The loss must reach the UNet: its output needs a gradient path back to the UNet's weights."""
+    import copy
+
+    import torch
+
+    (lat, text), a = rng_arrays(8, (2, 4, 8, 8), (1, 2, 32), low=-1, high=1), float(ddim_scheduler().alphas_cumprod[999])
+    unet = copy.deepcopy(tiny_unet()).requires_grad_(True)
+    out = func(unet, tiny_vae(), torch.tensor(lat, dtype=torch.float32), torch.tensor(text, dtype=torch.float32), a)
+    if not getattr(out, "requires_grad", False):
+        return ("the values are right, but your output carries no gradient (torch.no_grad() or .detach()?): "
+                "E2E-FT trains the UNet through this very pass")
+    out.sum().backward()
+    if unet.conv_in.weight.grad is None or not torch.isfinite(unet.conv_in.weight.grad).all():
+        return "the values are right, but no finite gradient reaches the UNet's first layer"
+    return None
+
+
 q1 = FunctionExercise(
     title="Exercise 1 (implement it yourself): the least-squares scale and shift of one image",
     hints=["Build the sums over valid pixels: Σp², Σp, n, Σp·g, Σg.",
@@ -67,4 +85,4 @@ q2 = FunctionExercise(
             x0 = -((1 - alpha_bar) ** 0.5) * v
             return vae.decode(x0 / vae.config.scaling_factor).sample.mean(1).clamp(-1, 1)
     """,
-    reference=_e2e_reference, cases=_e2e_cases, rtol=1e-4, atol=1e-5)
+    reference=_e2e_reference, cases=_e2e_cases, rtol=1e-4, atol=1e-5, also=_e2e_keeps_the_graph)

@@ -28,7 +28,27 @@ def _loss_cases():
     m = np.random.default_rng(11).uniform(size=(2, 6, 6)) > 0.3
     m[0, 0, 0] = True
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    return [((t(p), t(g), torch.tensor(m)), "2 random unit normal maps [2,3,6,6] with a mask")]
+    lengths = np.random.default_rng(14).uniform(0.3, 3.0, (2, 1, 6, 6))  # a network's raw output is not unit length
+    return [((t(p), t(g), torch.tensor(m)), "2 random unit normal maps [2,3,6,6] with a mask"),
+            ((t(p * lengths), t(g), torch.tensor(m)), "the same prediction with random vector lengths in [0.3, 3]")]
+
+
+def _loss_gradient_is_finite(func):
+    """At a pixel where prediction and target agree, arccos has an infinite slope unless the cosine is clamped."""
+    import torch
+
+    m = torch.ones(1, 2, 2, dtype=torch.bool)
+    g = torch.nn.functional.normalize(torch.tensor([[[[1.0, 0.2], [0.1, 0.0]], [[0.0, 0.5], [0.3, 0.0]],
+                                                     [[0.0, 1.0], [1.0, 1.0]]]]), dim=1)
+    pred = g.clone().requires_grad_(True)  # a perfect prediction
+    loss = func(pred, g, m)
+    if not getattr(loss, "requires_grad", False):
+        return "the values are right, but your loss carries no gradient (torch.no_grad() or .detach()?)"
+    loss.backward()
+    if pred.grad is None or not torch.isfinite(pred.grad).all():
+        return ("the values are right, but at a perfect pixel the gradient is NaN or inf: clamp the cosine to "
+                "[-1 + 1e-6, 1 - 1e-6] before arccos")
+    return None
 
 
 def _pooled_reference(pred, target, mask):
@@ -41,7 +61,9 @@ def _pooled_cases():
     p, g = _normals(12, (2, 3, 6, 6)).transpose(0, 2, 3, 1), _normals(13, (2, 3, 6, 6)).transpose(0, 2, 3, 1)
     m = np.ones((2, 6, 6), bool)
     m[1, 1:] = False  # very unequal valid counts: pooling differs from averaging per image
-    return [((p, g, m), "2 normal maps [2,6,6,3]; the second has only 6 valid pixels")]
+    lengths = np.random.default_rng(15).uniform(0.3, 3.0, (2, 6, 6, 1))
+    return [((p, g, m), "2 normal maps [2,6,6,3]; the second has only 6 valid pixels"),
+            ((p * lengths, g, m), "the same with predicted vectors of random length (normalise them first)")]
 
 
 q1 = FunctionExercise(
@@ -54,7 +76,7 @@ q1 = FunctionExercise(
             cos = (p * target).sum(1).clamp(-1 + 1e-6, 1 - 1e-6)
             return torch.arccos(cos)[mask].mean()
     """,
-    reference=_loss_reference, cases=_loss_cases, rtol=1e-4, atol=1e-5)
+    reference=_loss_reference, cases=_loss_cases, rtol=1e-4, atol=1e-5, also=_loss_gradient_is_finite)
 
 q2 = FunctionExercise(
     title="Exercise 2 (implement it yourself): mean angular error in degrees, pooled over all valid pixels",

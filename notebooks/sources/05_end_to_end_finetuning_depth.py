@@ -5,7 +5,8 @@
 # - the affine-invariant depth loss: a least-squares scale and shift per image (the 2×2 normal equations), then L1;
 # - the E2E-FT recipe: t fixed at T = 999, zero noise, one UNet pass, x̂₀ = −√(1−ᾱ_T)·v̂, decoded through the frozen
 #   VAE **with gradients**, loss on the depth map itself;
-# - why wrapping the decoder in `torch.no_grad()` (a "fix" suggested for out-of-memory errors) silently stops learning;
+# - what wrapping the decoder in `torch.no_grad()` (a "fix" suggested for out-of-memory errors) does: an error if the depth
+#   loss is alone, silence and no learning from it if another loss term is added;
 # - that a few minutes of E2E-FT improve on the starting model and bring one step level with Marigold's 50-step ×
 #   10-member ensemble, and what the noise type and the diffusion pre-training contribute.
 #
@@ -114,16 +115,37 @@ unet.zero_grad(set_to_none=True)
 
 # %% [markdown]
 # Now the "fix" from E2E-FT issue #21: decoding under `torch.no_grad()` to save memory. The decoded depth no longer
-# depends on the UNet as far as autograd knows, so there is nothing to back-propagate: the UNet would only ever see
-# AdamW's weight decay.
+# depends on the UNet as far as autograd knows. If the depth loss is the only loss, PyTorch says so at once:
 
 # %%
 with torch.no_grad():
     depth_nograd = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor).sample.mean(1).clamp(-1, 1)
 loss_nograd = affine_invariant_l1(depth_nograd, g, m)
 print(f"loss without the decoder's graph: {loss_nograd.item():.4f}, requires_grad = {loss_nograd.requires_grad}")
+try:
+    loss_nograd.backward()
+except RuntimeError as err:
+    message = str(err)
+    print(f"backward() raised RuntimeError: {message}")
+assert "does not require grad" in message
 assert not any(q.grad is not None for q in pipe.vae.parameters())  # the gradient passed *through* the VAE
-assert grad_with > 0 and not loss_nograd.requires_grad  # ... and with no_grad the path is cut
+
+# %% [markdown]
+# The silent case is worse: add any term that does reach the UNet, say a small penalty on the latent, and `backward()`
+# runs without complaint — but the depth loss contributes nothing to the gradient. The UNet then learns only the
+# penalty, and AdamW's weight decay:
+
+# %%
+penalty = 1e-3 * x0.pow(2).mean()  # x0 is still connected to the UNet
+(loss_nograd + penalty).backward(retain_graph=True)
+grad_mixed = unet.conv_in.weight.grad.clone()
+unet.zero_grad(set_to_none=True)
+penalty.backward()
+grad_penalty_only = unet.conv_in.weight.grad.clone()
+unet.zero_grad(set_to_none=True)
+print(f"|∂/∂conv_in| of depth loss (no_grad) + penalty: {grad_mixed.norm():.3e}; penalty alone: "
+      f"{grad_penalty_only.norm():.3e}; depth loss with the decoder's graph: {grad_with:.3e}")
+assert torch.equal(grad_mixed, grad_penalty_only) and grad_with > 0  # the depth loss added exactly nothing
 unet.requires_grad_(False)
 
 # %% [markdown]

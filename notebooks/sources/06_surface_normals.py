@@ -85,9 +85,10 @@ for k, v in by_hand.items():
 
 # %% [markdown]
 # ## 3. Trailing 1 step against 50 steps, and a trivial baseline
-# The E2E-FT paper (Table 2, NYUv2 mean angle) compares the trailing fix in one step (17.4°) with Marigold-normals'
-# default of 50 steps × a 10-member ensemble (18.8°). Here we compare one trailing step with 50 *trailing* steps and no
-# ensemble (E2E-FT Fig. 5 shows the same kind of sweep for depth: with trailing spacing, more steps do not help). A
+# The E2E-FT paper (Table 2, NYUv2 mean angle) compares the trailing fix in one step (17.4°) with a Marigold normals model
+# (trained by the E2E-FT authors) at Marigold's default, 50 *leading* steps × a 10-member ensemble (18.8°). That is not
+# the comparison below: here one trailing step meets 50 *trailing* steps and no ensemble (E2E-FT Fig. 5 shows that kind
+# of sweep for depth: with trailing spacing, more steps do not help). A
 # constant prediction (the training set's pixel-wise mean normal map) tells how much of the score is free.
 
 # %%

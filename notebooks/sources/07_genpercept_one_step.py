@@ -34,7 +34,7 @@ N = 100
 rows = test[:N]
 
 # %% [markdown]
-# ## 1. β = 1: every timestep is the same
+# ## 1. β = 1: every timestep has the same noise level
 # A diffusion schedule mixes x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε. GenPercept sets every β_t = 1, so ᾱ_t = ∏(1−β) = 0 for all t:
 # x_t is pure "noise", and GenPercept chooses that noise to be the **RGB latent**. The UNet then sees only the RGB
 # latent (4 channels), and with v-prediction x̂₀ = √ᾱ·x_t − √(1−ᾱ)·v̂ = −v̂. We build such a scheduler with diffusers
@@ -60,8 +60,14 @@ print("Marigold's schedule instead:", {k: round(v, 4) for k, v in marigold_abar.
 assert marigold_abar["leading"] > 0.99 and marigold_abar["trailing"] < 0.01  # there, the timestep matters
 
 # %% [markdown]
-# Whatever timestep a spacing picks, ᾱ is 0 and x̂₀ = −v̂: there is no "wrong" timestep to feed, so the bug of
-# lesson 02 cannot arise. E2E-FT reaches almost the same place from the other side: it keeps Marigold's schedule but
+# Whatever timestep a spacing picks, ᾱ is 0 and x̂₀ = −v̂: as far as the *schedule* goes there is no "wrong" timestep,
+# so the bug of lesson 02 cannot arise. The UNet is another matter: its time embedding still sees t, and a UNet gives
+# different outputs at t = 1 and t = 999. GenPercept's trainer draws a random t in [0, 1000) per sample unless the
+# config fixes one (`model.fix_timesteps`), and its pipeline feeds `scheduler.timesteps`, or that fixed t
+# (aim-uofa/GenPercept, `src/trainer/genpercept_trainer.py`, `genpercept/genpercept_pipeline.py`). This course trains
+# and predicts at t = 999 only (`one_step.OneStepModel`), so its UNet never meets another t.
+#
+# E2E-FT reaches almost the same place from the other side: it keeps Marigold's schedule but
 # fixes t = 999 and replaces the noise by zeros, so x̂₀ = −√(1−ᾱ₉₉₉)·v̂ = −0.9977·v̂ and the RGB latent enters through
 # the concatenated channels. GenPercept feeds the RGB latent *as* the noisy sample (no concatenation, 4 channels).
 #
@@ -83,6 +89,11 @@ with UNetFeatures(unet4) as feats, torch.no_grad():
     unet4(torch.zeros(1, 4, 16, 16), 999, encoder_hidden_states=torch.zeros(1, 2, unet4.config.cross_attention_dim))
 print("decoder features (coarse -> fine):", [tuple(f.shape[1:]) for f in feats.maps])
 assert unet4.conv_in.weight.shape[1] == 4
+with torch.no_grad():  # the schedule ignores t when β = 1; the UNet's time embedding does not
+    probe, empty = torch.zeros(1, 4, 16, 16), torch.zeros(1, 2, unet4.config.cross_attention_dim)
+    t_gap = (unet4(probe, 1, encoder_hidden_states=empty).sample - unet4(probe, 999, encoder_hidden_states=empty).sample)
+print(f"same input, t = 1 vs t = 999: the UNet's outputs differ by {t_gap.abs().mean():.3f} on average")
+assert t_gap.abs().mean() > 1e-3
 
 # %%
 from genpercept_lessons.metrics import depth_metrics, mean_iou
@@ -129,7 +140,7 @@ print(f"{'mIoU':10s}{seg_scores['miou']:12.3f}{base_scores['miou']:16.3f}   ({se
 assert seg_scores["miou"] > base_scores["miou"] + 0.1
 
 # %%
-from genpercept_lessons.viz import colorize_labels, prediction_grid
+from genpercept_lessons.viz import add_label_legend, colorize_labels, prediction_grid
 
 k = 6
 fig = prediction_grid(rows["image"][:k], {"depth, VAE decoder": predict_one_step(models["vae"], rows["image"][:k]),
@@ -144,6 +155,7 @@ for i in range(k):
     axes[1, i].axis("off")
 axes[0, 0].set_title("labels", loc="left")
 axes[1, 0].set_title("head prediction", loc="left")
+add_label_legend(fig2)
 
 # %% [markdown]
 # ## Key points
@@ -154,7 +166,33 @@ axes[1, 0].set_title("head prediction", loc="left")
 # - The same fine-tuning loop serves depth and segmentation; only the head and the loss change.
 #
 # ## Exercises
-# (1) Train the depth head for 3× more steps: does it catch up with the VAE decoder? (2) Give the head only the
+# Each exercise has a checker. Run a cell as it is and the checker says "not attempted"; replace `____` with your
+# code and run it again: ✓ means correct, ✗ says what differs (shape, range or value, yours and the expected one).
+# `ex.q1.hint()` gives a hint (call it again for the next), `ex.q1.solution()` shows a solution.
+
+# %%
+from genpercept_lessons.exercises import ____, lesson
+
+ex = lesson(7)
+
+
+# %% [markdown]
+# **Exercise 1 (transfer).** `rgb_only_unet` dropped half of an 8-channel `conv_in`. Marigold went the other way: SD's
+# UNet takes 4 channels, Marigold's takes cat(RGB latent, target latent), 8. Build the 8-channel layer from a 4-channel
+# one so that, fed cat(x, x), it gives exactly the old layer's output on x (prs-eth/Marigold, `_replace_unet_conv_in`;
+# E2E-FT issue #3 asks the same for SD2).
+
+# %%
+def widen_conv_in(conv):
+    """conv: nn.Conv2d with 4 input channels -> a new nn.Conv2d with 8 (the old layer unchanged)."""
+    return ____  # your code here
+
+
+ex.q1.check(widen_conv_in)
+# ex.q1.hint()
+
+# %% [markdown]
+# **Open questions.** (1) Train the depth head for 3× more steps: does it catch up with the VAE decoder? (2) Give the head only the
 # finest feature map (edit `DPTHead`'s input list): how much does mIoU drop? (3) GenPercept's depth loss mixes
 # MSE + 0.5·scale-shift-invariant + 2·gradient matching (GenPercept, arXiv 2403.06090): add a gradient-matching term to the depth head.
 #
