@@ -73,8 +73,8 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
         # Marigold v1-0's trainer (config/train_marigold.yaml): annealed multi-resolution noise, left-right flips,
         # 100 warm-up steps, then exponential LR decay (Marigold: to 1% over 25k iterations). The short normals run
         # still learns late, so its decay stops at 10%; depth keeps Marigold's 1%. Peak LR 3e-3: the largest that
-        # trains stably at batch 32 (README, "The mini world's numbers"), with the gradient norm clipped to 1.0 as
-        # E2E-FT's trainer and diffusers' training scripts do: without it one gradient spike can derail a run for good.
+        # trains stably at batch 32 (README, "The mini world's numbers"). At 100x Marigold's LR one gradient spike can
+        # derail a run for good, so the gradient norm is clipped to 1.0 (as E2E-FT's trainer does; Marigold's does not).
         return {"version": 4, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
                 "norm_num_groups": 8, "steps": 2000, "batch_size": 32, "lr": 3e-3, "warmup": 100, "max_grad_norm": 1.0,
                 "final_lr_ratio": {"depth": 0.01, "normals": 0.1}[task],
