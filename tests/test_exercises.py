@@ -82,11 +82,35 @@ def test_tuple_answers_may_come_as_lists(capsys):
     assert lesson(2).q3.check(as_list) == CORRECT
 
 
+def _cost(scales, d, lam=0.02, reduce=np.median, pair=lambda a, b: np.sqrt(np.mean((a - b) ** 2))):
+    aligned = d * np.asarray(scales)[:, None, None, None]
+    cost = sum(pair(aligned[i], aligned[j]) for i in range(len(d)) for j in range(i + 1, len(d)))
+    m = reduce(aligned, axis=0)
+    return float(cost + lam * (abs(m.min()) + abs(1 - m.max())))
+
+
+def _cost_with_mean(scales, d):  # the mean of the members instead of their median
+    return _cost(scales, d, reduce=np.mean)
+
+
+def _cost_without_regulariser(scales, d):
+    return _cost(scales, d, lam=0.0)
+
+
+def _cost_of_squared_errors(scales, d):  # MSE per pair instead of RMSE
+    return _cost(scales, d, pair=lambda a, b: np.mean((a - b) ** 2))
+
+
 def _rescale_shift_only(betas):  # forgot to scale √ᾱ back: ᾱ₀ changes
     root = torch.cumprod(1 - betas, 0).sqrt()
     root = root - root[-1].clone()
     a_bar = root ** 2
     return 1 - torch.cat([a_bar[:1], a_bar[1:] / a_bar[:-1]])
+
+
+def _encoded(d, vae):
+    with torch.no_grad():
+        return vae.encode(d[:, None].repeat(1, 3, 1, 1)).latent_dist.mean * vae.config.scaling_factor
 
 
 def _e2e(unet, vae, lat, text, a):
@@ -154,12 +178,17 @@ BAD = {
     (2, "q2"): [0.5, float(ddim_scheduler().alphas_cumprod[999])],
     (2, "q3"): [_step_to_the_next_timestep, _final_alpha_always_alpha0, _epsilon_step_with_the_v_formula,
                 lambda e, t, x, n, a, one: _epsilon_step(e, t, x, n, a, one)[1]],  # x̂₀ only
-    (3, "q1"): [_trailing_wrong, lambda n: [999] * n],
+    (3, "q1"): [_trailing_wrong, lambda n: [999] * n,
+                lambda n: [999 - i * (1000 // n) for i in range(n)]],  # integer stride: right unless n ∤ 1000
     (3, "q2"): [_delta1_pooled, lambda p, g, m: 0.5],
     (4, "q1"): [lambda z, v, a: a * z - (1 - a) * v, lambda z, v, a: -v],
     (4, "q2"): [float(ddim_scheduler().alphas_cumprod[999]), 1.0],
     (5, "q1"): [lambda p, g, m: (1.0, 0.0), lambda p, g, m: tuple(np.polyfit(p.ravel(), g.ravel(), 1))],
     (3, "q3"): [lambda b: b.clone(), _rescale_shift_only],
+    (3, "q4"): [_cost_with_mean, _cost_without_regulariser, _cost_of_squared_errors],
+    (5, "q3"): [lambda x0, d, vae: ((x0 - vae.encode(d[:, None].repeat(1, 3, 1, 1)).latent_dist.mean) ** 2).mean(),
+                lambda x0, d, vae: ((x0.detach() - _encoded(d, vae)) ** 2).mean(),  # cut from x̂₀
+                lambda x0, d, vae: (x0 - _encoded(d, vae)).abs().mean()],  # L1, not MSE
     (5, "q2"): [lambda u, vae, lat, text, a: torch.zeros(lat.shape[0], 16, 16), _e2e_under_no_grad, _e2e_detached],
     (6, "q1"): [lambda p, g, m: torch.arccos((p * g).sum(1).clamp(-1, 1)).mean(),  # ignores the mask
                 lambda p, g, m: (1 - (p * g).sum(1))[m].mean(),

@@ -24,7 +24,7 @@ q1 = FunctionExercise(
             return [i * ratio + steps_offset for i in reversed(range(num_steps))]
     """,
     reference=_leading_reference,
-    cases=lambda: [((n,), f"num_steps={n}") for n in (1, 2, 4, 10, 50)], rtol=0, atol=0)
+    cases=lambda: [((n,), f"num_steps={n}") for n in (1, 2, 3, 4, 7, 10, 50)], rtol=0, atol=0)
 
 q2 = ValueExercise(
     title="Exercise 2: ᾱ at t = 1 (how much signal the UNet expects when told t = 1)",

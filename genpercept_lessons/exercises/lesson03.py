@@ -1,4 +1,4 @@
-"""Lesson 03 exercises: trailing timesteps from the formula, the δ1 accuracy, and the zero-terminal-SNR rescale."""
+"""Lesson 03 exercises: trailing timesteps, δ1, the zero-terminal-SNR rescale, and the scale-only ensembling objective."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 from . import FunctionExercise
 from ._fixtures import ddim_scheduler, rng_arrays
 
-__all__ = ["q1", "q2", "q3"]
+__all__ = ["q1", "q2", "q3", "q4"]
 
 
 def _trailing_reference(num_steps):
@@ -43,7 +43,7 @@ q1 = FunctionExercise(
             return [int(t) - 1 for t in np.round(np.arange(num_train_timesteps, 0, -ratio))]
     """,
     reference=_trailing_reference,
-    cases=lambda: [((n,), f"num_steps={n}") for n in (1, 2, 4, 10, 50)], rtol=0, atol=0)
+    cases=lambda: [((n,), f"num_steps={n}") for n in (1, 2, 3, 4, 7, 10, 50)], rtol=0, atol=0)
 
 q2 = FunctionExercise(
     title="Exercise 2 (implement it yourself): δ1, per image then averaged",
@@ -104,3 +104,35 @@ q3 = FunctionExercise(
             return 1 - alphas
     """,
     reference=_rescale_reference, cases=_rescale_cases, rtol=1e-6, atol=1e-9, also=_rescaled_schedule_is_zero_snr)
+
+
+def _scale_only_cost_reference(scales, members, lam=0.02):
+    """Marigold's eq. 4 for scale-only members (diffusers ``ensemble_depth(scale_invariant=True, shift_invariant=False)``)."""
+    aligned = np.asarray(members, dtype=np.float64) * np.asarray(scales, dtype=np.float64)[:, None, None, None]
+    e = len(aligned)
+    cost = sum(np.sqrt(np.mean((aligned[i] - aligned[j]) ** 2)) for i in range(e) for j in range(i + 1, e))
+    m = np.median(aligned, axis=0)
+    return float(cost + lam * (abs(m.min()) + abs(1 - m.max())))
+
+
+def _scale_only_cases():
+    (d,) = rng_arrays(19, (5, 1, 8, 8), low=0.1, high=0.9)
+    return [((np.ones(5), d), "5 members [5,1,8,8], all scales 1"),
+            ((np.array([1.2, 0.8, 1.0, 2.0, 0.5]), d), "the same members with 5 different scales"),
+            ((np.array([0.3, 0.3, 0.3, 0.3, 0.3]), d[::-1].copy()), "scales 0.3: the median map far from [0, 1]")]
+
+
+q4 = FunctionExercise(
+    title="Exercise 4 (transfer): the ensembling objective for scale-only predictions (no shift)",
+    hints=["Align: member i times its scale sᵢ (no shift term). Broadcast scales[:, None, None, None].",
+           "Sum, over all pairs i < j, the RMSE between aligned members i and j (a square root per pair).",
+           "Add λ · (|min m| + |1 − max m|) with m the pixel-wise *median* of the aligned members, λ = 0.02."],
+    solution_code="""
+        def scale_only_cost(scales, members):
+            aligned = members * np.asarray(scales)[:, None, None, None]
+            e = len(aligned)
+            cost = sum(np.sqrt(np.mean((aligned[i] - aligned[j]) ** 2)) for i in range(e) for j in range(i + 1, e))
+            m = np.median(aligned, axis=0)
+            return float(cost + 0.02 * (abs(m.min()) + abs(1 - m.max())))
+    """,
+    reference=_scale_only_cost_reference, cases=_scale_only_cases, rtol=1e-6, atol=1e-9)

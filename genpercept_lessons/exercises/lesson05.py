@@ -1,4 +1,4 @@
-"""Lesson 05 exercises: the 2×2 scale/shift solve, and the E2E-FT forward pass."""
+"""Lesson 05 exercises: the 2×2 scale/shift solve, the E2E-FT forward pass, and Marigold's latent loss."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 from . import FunctionExercise
 from ._fixtures import ddim_scheduler, rng_arrays, tiny_unet, tiny_vae
 
-__all__ = ["q1", "q2"]
+__all__ = ["q1", "q2", "q3"]
 
 
 def _fit_reference(p, g, m):
@@ -86,3 +86,49 @@ q2 = FunctionExercise(
             return vae.decode(x0 / vae.config.scaling_factor).sample.mean(1).clamp(-1, 1)
     """,
     reference=_e2e_reference, cases=_e2e_cases, rtol=1e-4, atol=1e-5, also=_e2e_keeps_the_graph)
+
+
+def _latent_loss_reference(x0_latent, depth, vae):
+    import torch
+
+    with torch.no_grad():
+        target = vae.encode(depth[:, None].expand(-1, 3, -1, -1)).latent_dist.mode() * vae.config.scaling_factor
+    return torch.nn.functional.mse_loss(x0_latent.detach(), target)
+
+
+def _latent_loss_cases():
+    import torch
+
+    (lat, d) = rng_arrays(20, (2, 4, 8, 8), (2, 16, 16), low=-1, high=1)
+    return [((torch.tensor(lat, dtype=torch.float32), torch.tensor(d, dtype=torch.float32), tiny_vae()),
+             "x̂₀ latents [2,4,8,8], depth maps [2,16,16] in [-1,1], a VAE with scaling factor 0.5")]
+
+
+def _latent_loss_reaches_the_prediction(func):
+    import torch
+
+    (lat, d) = rng_arrays(21, (2, 4, 8, 8), (2, 16, 16), low=-1, high=1)
+    x0 = torch.tensor(lat, dtype=torch.float32, requires_grad=True)
+    loss = func(x0, torch.tensor(d, dtype=torch.float32), tiny_vae())
+    if not getattr(loss, "requires_grad", False):
+        return "the value is right, but the loss carries no gradient back to x̂₀ (it is what trains the UNet)"
+    loss.backward()
+    if x0.grad is None or not torch.isfinite(x0.grad).all() or float(x0.grad.abs().sum()) == 0:
+        return "the value is right, but no gradient reaches x̂₀"
+    return None
+
+
+q3 = FunctionExercise(
+    title="Exercise 3 (transfer): Marigold's loss lives in latent space; write it for a one-step x̂₀",
+    hints=["The target is the *encoded* depth: replicate the depth map to 3 channels ([B,3,H,W]) as Marigold does, "
+           "encode it, take the posterior mean and multiply by vae.config.scaling_factor.",
+           "No gradient is needed through the target (Marigold's VAE is frozen): encode under torch.no_grad().",
+           "Return the mean squared error between x̂₀ and that target latent."],
+    solution_code="""
+        def latent_loss(x0_latent, depth, vae):
+            with torch.no_grad():
+                target = vae.encode(depth[:, None].repeat(1, 3, 1, 1)).latent_dist.mean * vae.config.scaling_factor
+            return ((x0_latent - target) ** 2).mean()
+    """,
+    reference=_latent_loss_reference, cases=_latent_loss_cases, rtol=1e-4, atol=1e-6,
+    also=_latent_loss_reaches_the_prediction)

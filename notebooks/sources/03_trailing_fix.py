@@ -350,6 +350,20 @@ ex.q3.check(rescale_zero_terminal_snr)
 # ex.q3.hint()
 
 # %% [markdown]
+# **Exercise 4 (transfer).** Some depth models predict depth up to a scale only (no shift; diffusers'
+# `ensemble_depth(..., shift_invariant=False)`). Write the alignment objective for such an ensemble: members
+# [E,1,H,W] (numpy), one scale per member, the same pairwise RMSE and the same regulariser (λ = 0.02) as section 3c.
+
+# %%
+def scale_only_cost(scales, members):
+    """scales [E], members [E,1,H,W] -> the objective (a float) that BFGS would minimise over the scales."""
+    return ____  # your code here
+
+
+ex.q4.check(scale_only_cost)
+# ex.q4.hint()
+
+# %% [markdown]
 # ## Further reading
 # - Garcia et al., arXiv 2409.11355, Fig. 5 and Table 1; Marigold paper §3.4 (ensembling) and Fig. 6–7.
 # - diffusers `MarigoldDepthPipeline.ensemble_depth`.

@@ -318,6 +318,21 @@ ex.q2.check(e2e_depth)
 # ex.q2.hint()
 
 # %% [markdown]
+# **Exercise 3 (transfer).** Marigold never decodes during training: its loss compares latents. Write that loss for
+# the one-step x̂₀ above: encode the ground-truth depth (in [-1, 1], replicated to 3 channels) with the frozen VAE,
+# and return the mean squared error to x̂₀. Then compare, in words, with the decoded affine-invariant loss of section
+# 2: which pixels does each one weigh, and what does the latent loss not see? (E2E-FT §4; Marigold issue #136.)
+
+# %%
+def latent_loss(x0_latent, depth, vae):
+    """x0_latent [B,4,h,w] (with gradients), depth [B,H,W] in [-1,1], vae -> scalar MSE in latent space."""
+    return ____  # your code here
+
+
+ex.q3.check(latent_loss)
+# ex.q3.hint()
+
+# %% [markdown]
 # ## Further reading
 # - Garcia et al., arXiv 2409.11355 (Tables 1 and 4, §4–5); `VisualComputingInstitute/diffusion-e2e-ft` issues #5
 #   (fine-tuning as supervised regression), #3 (starting from SD2), #21 (24 GB GPUs and the `no_grad` pitfall).
