@@ -75,6 +75,19 @@ def test_table_shows_every_build_with_min_max_and_paired_spread(tmp_path):
     assert "+0.0000 ± 0.0265 (1/3 < 0)" in paired
 
 
+def test_table_marks_builds_measured_with_an_older_recipe(tmp_path):
+    from genpercept_lessons.course.spread import _asset_hashes
+
+    for seed, hashes in ((0, _asset_hashes(0, "fp32")), (1, {"vae": "0ld"})):
+        record = {"build": f"seed{seed}-fp32", "seed": seed, "precision": "fp32", "machine": "x", "errors": {},
+                  "build_seconds_this_run": 1.0, "lesson_seconds": {"03": 60.0}, "asset_hashes": hashes,
+                  "values": {"03 AbsRel trailing 1 step / 50×10 ensemble": 1.1}}
+        (tmp_path / f"seed{seed}-fp32.json").write_text(json.dumps(record))
+    text = write_table(tmp_path, tmp_path / "robustness.md").read_text()
+    assert "seed1-fp32 (older recipe)" in text and "seed0-fp32 (older recipe)" not in text
+    assert "**seed1-fp32: measured with an older recipe**" in text
+
+
 def test_gates_are_judged_per_build():
     from genpercept_lessons.course.spread import _meets
 

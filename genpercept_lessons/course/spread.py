@@ -169,6 +169,22 @@ ASSET_CLAIMS: dict[str, str] = {
 }
 
 
+def _asset_hashes(seed: int, precision: str) -> dict[str, str]:
+    """The settings hash of every asset of a build: which recipe a measurement belongs to."""
+    from genpercept_lessons.assets import settings_hash
+    from genpercept_lessons.profiles import mini_build_settings
+
+    return {k: settings_hash(v) for k, v in mini_build_settings(seed, precision).items()}
+
+
+def _current_hashes(record: dict) -> dict[str, str] | None:
+    """Today's asset hashes for a measured build; None where this CPU cannot name a bf16 build's settings."""
+    try:
+        return _asset_hashes(record["seed"], record["precision"])
+    except ValueError:
+        return record.get("asset_hashes")
+
+
 def _asset_numbers(seed: int, precision: str) -> dict[str, float]:
     from genpercept_lessons.assets import read_metadata
     from genpercept_lessons.mini.build import mini_asset_paths
@@ -268,13 +284,19 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
     record: dict[str, Any] = {"build": _build_name(seed, precision), "seed": seed, "precision": precision,
                               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                               "build_seconds_this_run": round(time.perf_counter() - t0, 1),
-                              "values": _asset_numbers(seed, precision), "errors": {}, "lesson_seconds": {}}
+                              "values": _asset_numbers(seed, precision), "errors": {}, "lesson_seconds": {},
+                              "asset_hashes": _asset_hashes(seed, precision)}
     if lessons:
         if not out.is_file():
             raise FileNotFoundError(f"--lessons updates an existing measurement, but {out} does not exist")
         old = json.loads(out.read_text())
+        if old.get("asset_hashes", record["asset_hashes"]) != record["asset_hashes"]:
+            raise ValueError(f"--lessons: {out} was measured on another recipe (asset hashes {old['asset_hashes']}, "
+                             f"now {record['asset_hashes']}); measure the whole course again")
         drop = {p.name for p in PROBES if p.lesson in lessons}
-        record = {**old, "values": {k: v for k, v in old["values"].items() if k not in drop},
+        record = {**old, "asset_hashes": record["asset_hashes"],
+                  "values": {**{k: v for k, v in old["values"].items() if k not in drop},
+                             **_asset_numbers(seed, precision)},
                   "errors": {k: v for k, v in old["errors"].items() if k not in lessons}}
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
         lesson = path.name[:2]
@@ -332,14 +354,19 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
     records = [_renamed(json.loads(p.read_text())) for p in sorted(Path(in_dir).glob("seed*.json"))]
     if not records:
         raise FileNotFoundError(f"no seed*.json in {in_dir}: run `python -m genpercept_lessons.course.spread measure` first")
-    builds = [r["build"] for r in records]
+    stale = [r["build"] for r in records if r.get("asset_hashes") != _current_hashes(r)]
+    builds = [r["build"] + (" (older recipe)" if r["build"] in stale else "") for r in records]
     claims = {**ASSET_CLAIMS, **{p.name: p.claim for p in PROBES}}
     lines = ["# How much the mini world varies between builds", "",
              "Written by `python -m genpercept_lessons.course.spread table` from `docs/spread/*.json` (one file per build, "
              "written by `python -m genpercept_lessons.course.spread measure --seed S --precision P`). Each build trains "
              "its own VAE and UNets; the MiniScenes are the same for all. A lesson asserts a direction only where it "
              "holds on every build here with room to spare. Per-scene rows show the mean ± sd over scenes of a paired "
-             "difference and how many scenes favour the first arm.", "",
+             "difference and how many scenes favour the first arm.", ""]
+    if stale:
+        lines += [f"**{', '.join(stale)}: measured with an older recipe** (their asset settings hashes differ from "
+                  "today's `profiles.mini_build_settings`); measure them again before quoting them.", ""]
+    lines += [
              "| number | asserted | " + " | ".join(builds) + " | min | max |",
              "|---|---|" + "---|" * (len(builds) + 2)]
     for name, claim in claims.items():
