@@ -153,6 +153,7 @@ PROBES: list[Probe] = [
 ASSET_CLAIMS: dict[str, str] = {
     "build: VAE scaling factor": "",
     "build: VAE depth round-trip AbsRel": "",
+    "build: VAE normals round-trip mean°": "",
     "build: depth trailing 1 step AbsRel": "<= 0.13",
     "build: depth zero-noise 1 step AbsRel": "",
     "build: depth leading / trailing": ">= 3",
@@ -193,6 +194,7 @@ def _asset_numbers(seed: int, precision: str) -> dict[str, float]:
     vae = read_metadata(paths["vae"])["report"]
     out = {"build: VAE scaling factor": vae["scaling_factor"],
            "build: VAE depth round-trip AbsRel": vae["depth_roundtrip_abs_rel"],
+           "build: VAE normals round-trip mean°": vae.get("normals_roundtrip_mean_deg", float("nan")),
            "build: VAE training s": vae["train_seconds"]}
     for task, key, unit in (("depth", "abs_rel", " AbsRel"), ("normals", "mean", " mean°")):
         meta = read_metadata(paths[task])
