@@ -192,7 +192,7 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
     times["data"] = time.time() - t
     t = time.time()
     threads = torch.get_num_threads()
-    torch.set_num_threads(s["vae"]["threads"])  # fixed, for reproducible VAE weights
+    torch.set_num_threads(s["vae"]["threads"])  # fixed, for reproducible VAE weights (per process, see train_vae)
     try:
         build_asset(paths["vae"], s["vae"], lambda tmp: _build_vae(tmp, s["vae"]))
     finally:

@@ -12,14 +12,16 @@ Each loop checkpoints atomically and resumes exactly (model, optimizer, LR sched
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from genpercept_lessons.atomic import atomic_torch_save
+from genpercept_lessons.atomic import atomic_torch_save, atomic_write_bytes
 from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.lr_schedules import iter_exponential
 from genpercept_lessons.targets import depth_to_image, normals_to_image
@@ -55,8 +57,11 @@ def with_mirrored(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn: Callable[[int], float],
-                   generator, every: int = 100, position: int = 0) -> list[float]:
-    """Run ``step_fn(step)`` for ``steps`` steps with a tqdm bar; checkpoint ``modules`` + RNG every ``every`` steps and resume from it."""
+                   generator, every: int = 100, position: int = 0, main: bool = True) -> list[float]:
+    """Run ``step_fn(step)`` for ``steps`` steps with a tqdm bar; checkpoint ``modules`` + RNG every ``every`` steps and resume from it.
+
+    Of several data-parallel processes only the ``main`` one shows a bar and writes checkpoints; all resume from them.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -71,12 +76,12 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
         torch.set_rng_state(state["torch_rng"])
         start, losses = state["step"], state["losses"]
         print(f"{name}: resuming from step {start}")
-    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, position=position)
+    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, position=position, disable=not main)
     for step in bar:
         loss = step_fn(step)
         losses.append(loss)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if (step + 1) % every == 0 or step + 1 == steps:
+        if main and ((step + 1) % every == 0 or step + 1 == steps):
             state = {key: m.state_dict() for key, m in modules.items()}
             state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), step=step + 1, losses=losses)
             atomic_torch_save(state, ckpt)
@@ -95,38 +100,99 @@ def _use_bf16(settings: dict[str, Any]) -> bool:
     return True
 
 
-def _update(loss, opt, sched, max_grad_norm: float | None = None) -> float:
-    """One optimiser step on ``loss`` (gradient norm clipped to ``max_grad_norm`` if set) and one LR-schedule step; returns the loss."""
+def _update(loss, opt, sched, max_grad_norm: float | None = None, average=None) -> float:
+    """One optimiser step on ``loss`` (gradient norm clipped to ``max_grad_norm`` if set) and one LR-schedule step; returns the loss.
+
+    ``average(loss, opt)``, if given, first averages the gradients over data-parallel processes and returns their mean loss.
+    """
     import torch
 
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    value = average(loss, opt) if average is not None else loss.item()
     if max_grad_norm:
         torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], max_grad_norm)
     opt.step()
     sched.step()
-    return loss.item()
+    return value
+
+
+def _average_over_processes(loss, opt) -> float:
+    """All-reduce (mean) every gradient of ``opt`` and the loss over the torch.distributed group, in one flat buffer."""
+    import torch
+    import torch.distributed as dist
+
+    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [loss.detach().reshape(1).float()])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+    return float(flat[-1])
 
 
 def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: str | os.PathLike):
     """Train the small ``AutoencoderKL`` on a mix of RGB, depth and normals images; measure its latent scaling factor.
 
     Returns (vae, report). L1 reconstruction + ``kl_weight``·KL; the scaling factor is 1/std of the latent means
-    over all three kinds of image (SD measured 0.18215 the same way on RGB). Introduced in notebook 01.
+    over all three kinds of image (SD measured 0.18215 the same way on RGB). With ``settings["processes"]`` = P > 1
+    each batch is split over P single-threaded processes whose gradients are averaged (torch.distributed, gloo):
+    the same optimisation as one process, in less wall time on P cores. Introduced in notebook 01.
     """
+    workdir = Path(workdir)
+    processes = settings.get("processes", 1)
+    if not isinstance(processes, int) or processes < 1 or settings["batch_size"] % processes:
+        raise ValueError(f"train_vae: settings['processes'] must be a positive int dividing the batch size "
+                         f"{settings['batch_size']}, got {processes!r}")
+    import torch
+
+    t0 = time.time()
+    pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
+    if processes == 1:
+        vae, report = _train_vae_process(0, 1, pool, settings, workdir)
+    else:
+        import tempfile
+
+        import torch.multiprocessing as tmp
+        from diffusers import AutoencoderKL
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        rendezvous = Path(tempfile.mkdtemp(dir=workdir)) / "rendezvous"
+        pool.share_memory_()  # the processes read the images from shared memory instead of copies
+        tmp.spawn(_train_vae_process, args=(processes, pool, settings, workdir, f"file://{rendezvous}"),
+                  nprocs=processes, join=True)
+        trained = workdir / "trained_vae"
+        vae = AutoencoderKL.from_pretrained(trained).eval().requires_grad_(False)
+        for p in vae.parameters():  # own the weights before the files go
+            p.data = p.data.clone()
+        report = json.loads((trained / "report.json").read_text())
+        shutil.rmtree(trained, ignore_errors=True)
+        shutil.rmtree(rendezvous.parent, ignore_errors=True)
+    report["train_seconds"] = round(time.time() - t0, 1)
+    report["processes"] = processes
+    return vae, report
+
+
+def _train_vae_process(rank: int, world: int, pool, settings, workdir: Path, init_method: str | None = None):
+    """One process of ``train_vae`` on the image pool [M,3,H,W]: rank ``rank`` of ``world`` trains on its share of every batch."""
     import torch
 
     from genpercept_lessons.mini.components import make_vae
 
-    workdir = Path(workdir)
-    torch.manual_seed(settings["seed"])
-    vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], arrays["rgb"].shape[-1],
+    if world > 1:
+        import torch.distributed as dist
+
+        torch.set_num_threads(settings.get("threads", 1))
+        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    torch.manual_seed(settings["seed"])  # every process starts from the same weights and draws the same batches
+    vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], pool.shape[-1],
                    settings.get("norm_num_groups", 4))
     opt = torch.optim.AdamW(vae.parameters(), lr=settings["lr"], weight_decay=0.0)
     total = settings["steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: iter_exponential(s, total, total // 20, 0.05))
     g = torch.Generator().manual_seed(settings["seed"])
-    pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
     bs, crop, sample = settings["batch_size"], settings.get("crop"), settings.get("sample_posterior", True)
     bf16 = _use_bf16(settings)
 
@@ -136,25 +202,40 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
         if crop:  # the VAE is fully convolutional: random crops train the same weights at a quarter of the cost
             i, j = torch.randint(0, x.shape[-2] - crop + 1, (2,), generator=g).tolist()
             x = x[..., i:i + crop, j:j + crop]
+        share = slice(rank * bs // world, (rank + 1) * bs // world)  # this process's part of the batch
+        x = x[share]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             post = vae.encode(x).latent_dist
-            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g) if sample else post.mean
+            if sample:  # every process draws the whole batch's noise, so the generators stay in step
+                z = post.mean + post.std * torch.randn((bs, *post.mean.shape[1:]), generator=g)[share]
+            else:
+                z = post.mean
             rec = vae.decode(z).sample
         loss = (rec.float() - x).abs().mean() + settings["kl_weight"] * post.kl().float().mean()
-        return _update(loss, opt, sched)
+        return _update(loss, opt, sched, average=_average_over_processes if world > 1 else None)
 
-    t0 = time.time()
     vae.train()
     losses = _run_resumable("vae", workdir, total, {"vae": vae, "opt": opt, "sched": sched}, step, g,
-                            settings.get("checkpoint_every", 100))
+                            settings.get("checkpoint_every", 100), main=rank == 0)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if rank:
+        return None
     vae.eval().requires_grad_(False)
     with torch.no_grad():  # latent std over an even sample of RGB, depth and normals images
         idx = torch.linspace(0, len(pool) - 1, 768).long()
         means = torch.cat([vae.encode(pool[idx[i:i + 128]]).latent_dist.mean for i in range(0, len(idx), 128)])
     scaling = float(1.0 / means.std())
     vae.register_to_config(scaling_factor=scaling)
-    return vae, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
-                 "scaling_factor": scaling, "precision": "bf16" if bf16 else "fp32"}
+    report = {"final_loss": float(np.mean(losses[-50:])), "scaling_factor": scaling,
+              "precision": "bf16" if bf16 else "fp32"}
+    if world > 1:  # hand the weights to the parent process
+        vae.save_pretrained(workdir / "trained_vae")
+        atomic_write_bytes(workdir / "trained_vae" / "report.json", json.dumps(report).encode())
+        return None
+    return vae, report
 
 
 def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
