@@ -160,6 +160,9 @@ def _crawl(browser, base: str) -> dict[str, dict]:
     from urllib.error import HTTPError
     from urllib.request import urlopen
 
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     todo, seen, status = [base + "index.html"], {}, {}
 
     def ok(url: str) -> bool:
@@ -176,6 +179,10 @@ def _crawl(browser, base: str) -> dict[str, dict]:
         if url in seen:
             continue
         browser.get(url)
+        try:  # get() normally returns after the load event, but on a loaded CPU Chromium has answered earlier
+            WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+        except TimeoutException:
+            pass  # reported below as a page that never finished loading
         report = browser.execute_script("""
             const imgs = [...document.images];
             return {ready: document.readyState, text: document.body.innerText,
