@@ -179,9 +179,9 @@ fig = metric_vs_steps(sweep, ("abs_rel", "delta1"), reference={"50 × 10 ensembl
 # variant (`prs-eth/marigold-depth-lcm-v1-0`, distilled to need few steps): 6.5 at 1 step and 6.2 at 4 steps × 5
 # members, both behind the fixed DDIM's 5.7 at one step — the fix beats the distillation that had been made to get there.
 #
-# What the mini world shows on every build we measured (`docs/robustness.md`: four builds, two seeds of training
-# noise and bf16 vs fp32), and so what we assert, with room to spare for builds we have not seen:
-# - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 6–9 % above it; scene by scene
+# What the mini world shows on every build we measured (`docs/robustness.md`: several seeds of training noise, bf16
+# and fp32, two recipes), and so what we assert, with room to spare for builds we have not seen:
+# - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 5–10 % above it; scene by scene
 #   that gap is small next to its spread (the per-scene sd above is several times the mean gap), so we do not assert
 #   which is better: the ensemble's edge here is real on average but modest, like the paper's 4 %;
 # - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 13–18 % on every build;
