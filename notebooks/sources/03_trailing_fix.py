@@ -184,7 +184,7 @@ fig = metric_vs_steps(sweep, ("abs_rel", "delta1"), reference={"50 × 10 ensembl
 # - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 5–10 % above it; scene by scene
 #   that gap is small next to its spread (the per-scene sd above is several times the mean gap), so we do not assert
 #   which is better: the ensemble's edge here is real on average but modest, like the paper's 4 %;
-# - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 13–18 % on every build;
+# - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 12–18 % on every build;
 # - the ensemble beats one of its own 50-step members — a check on the baseline itself: a bound against a broken
 #   ensemble would pass too easily;
 # - one leading step is at least **2.5×** worse than one trailing step (3.4–3.9× on the builds measured; on NYUv2 the
