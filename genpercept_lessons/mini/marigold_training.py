@@ -160,7 +160,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
         from diffusers import AutoencoderKL
 
         workdir.mkdir(parents=True, exist_ok=True)
-        rendezvous = Path(tempfile.mkdtemp(dir=workdir)) / "rendezvous"
+        rendezvous = Path(tempfile.mkdtemp(prefix="genpercept-vae-")) / "rendezvous"  # outside the asset folder
         pool.share_memory_()  # the processes read the images from shared memory instead of copies
         tmp.spawn(_train_vae_process, args=(processes, pool, settings, workdir, f"file://{rendezvous}"),
                   nprocs=processes, join=True)
