@@ -181,8 +181,11 @@ BAD = {
     (3, "q1"): [_trailing_wrong, lambda n: [999] * n,
                 lambda n: [999 - i * (1000 // n) for i in range(n)]],  # integer stride: right unless n ∤ 1000
     (3, "q2"): [_delta1_pooled, lambda p, g, m: 0.5],
-    (4, "q1"): [lambda z, v, a: a * z - (1 - a) * v, lambda z, v, a: -v],
+    (4, "q1"): [lambda z, v, a: a ** 0.5 * z - (1 - a) ** 0.5 * v,  # x̂₀, not ε̂
+                lambda z, v, a: a ** 0.5 * z + (1 - a) ** 0.5 * v,  # the coefficients swapped
+                lambda z, v, a: v],
     (4, "q2"): [float(ddim_scheduler().alphas_cumprod[999]), 1.0],
+    (4, "q3"): [5.0, 3.5, 2.0],  # the likelier depth, the midpoint, the nearer one
     (5, "q1"): [lambda p, g, m: (1.0, 0.0), lambda p, g, m: tuple(np.polyfit(p.ravel(), g.ravel(), 1))],
     (3, "q3"): [lambda b: b.clone(), _rescale_shift_only],
     (3, "q4"): [_cost_with_mean, _cost_without_regulariser, _cost_of_squared_errors],

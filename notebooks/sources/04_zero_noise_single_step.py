@@ -194,15 +194,16 @@ ex = lesson(4)
 
 
 # %% [markdown]
-# **Exercise 1 (implement it yourself).** The DDIM estimate of the clean latent from the UNet's v-prediction.
+# **Exercise 1 (implement it yourself).** Section 1 eliminated ε to get x̂₀ from v. Eliminate x₀ instead: the noise
+# estimate ε̂, the other half of every DDIM step (lesson 02: z_prev = √ᾱ_prev · x̂₀ + √(1−ᾱ_prev) · ε̂).
 
 # %%
-def x0_from_v(z, v, alpha_bar):
-    """z, v arrays of the same shape, alpha_bar a float in (0, 1) -> x̂0."""
+def eps_from_v(z, v, alpha_bar):
+    """z, v arrays of the same shape, alpha_bar a float in (0, 1) -> ε̂."""
     return ____  # your code here
 
 
-ex.q1.check(x0_from_v)
+ex.q1.check(eps_from_v)
 # ex.q1.hint()
 
 # %% [markdown]
@@ -214,6 +215,17 @@ weight_of_z = ____  # your code here
 
 ex.q2.check(weight_of_z)
 # ex.q2.hint()
+
+# %% [markdown]
+# **Exercise 3.** Why "nearly unimodal" matters. A pixel shows a mirror: given the image, its depth is 2 m (the mirror's
+# surface) with probability 0.3 and 5 m (the room it reflects) with probability 0.7. What does a model trained with a
+# squared error predict there from pure noise, in metres? Is any surface at that depth?
+
+# %%
+prediction = ____  # your code here
+
+ex.q3.check(prediction)
+# ex.q3.hint()
 
 # %% [markdown]
 # ## Further reading
