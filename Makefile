@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# make test runs in TEST_WORKERS processes (pytest-xdist), each notebook whole on one worker (--dist loadscope),
+# one torch thread each: on 2 cores that finishes sooner than one process with 2 threads, or two oversubscribed ones
+TEST_WORKERS ?= 2
 
 SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
 
@@ -25,7 +28,8 @@ lab: assets  ## open the course in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
 test: assets  ## library tests + every notebook under nbval (lax: fail on errors and failed asserts)
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=15 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope \
+	  --durations=15 $(PYTEST_ARGS)
 
 test-lib: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
