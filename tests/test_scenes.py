@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpercept_lessons.mini.scenes import IGNORE_LABEL, LABELS, render_scene
+from genpercept_lessons.mini.scenes import IGNORE_LABEL, LABELS, colour_name, render_scene, scene_caption
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,47 @@ def test_size_is_configurable():
 def test_bad_sizes_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         render_scene(0, 0, **kwargs)
+
+
+@pytest.mark.parametrize("rgb, name", [((1, 0, 0), "red"), ((0, 0.8, 0), "green"), ((0, 0, 1), "blue"),
+                                       ((1, 0.5, 0), "orange"), ((0.45, 0.25, 0.05), "brown"), ((1, 1, 0), "yellow"),
+                                       ((0, 0.9, 0.9), "cyan"), ((0.6, 0.1, 0.9), "purple"), ((1, 0.3, 0.7), "pink"),
+                                       ((0.5, 0.5, 0.5), "grey"), ((0.95, 0.95, 0.92), "white"), ((0.1, 0.1, 0.2), "black")])
+def test_colour_names(rgb, name):
+    assert colour_name(rgb) == name
+
+
+@pytest.mark.parametrize("bad", [(1, 0), (1.2, 0, 0), (-0.1, 0, 0), (float("nan"), 0, 0)])
+def test_colour_name_rejects_what_is_not_an_rgb_triple(bad):
+    with pytest.raises(ValueError, match="rgb"):
+        colour_name(bad)
+
+
+def test_captions_describe_the_rendered_view():
+    # what a caption names is in the view it captions, and whatever covers much of the view is named
+    for index in range(40):
+        scene = render_scene(0, index)
+        caption = scene_caption(0, index, max_chars=300)
+        area = {k: float((scene.label == LABELS.index(k)).mean()) for k in ("sphere", "box")}
+        for kind, noun in (("sphere", "ball"), ("box", "box")):
+            if noun in caption:
+                assert area[kind] > 0, (index, caption)
+            if area[kind] > 0.08:
+                assert noun in caption, (index, caption, area)
+        if "window" in caption:
+            assert not scene.mask.all(), (index, caption)
+        assert caption.endswith("walls") or caption.endswith("a window"), caption
+
+
+def test_captions_fit_the_tiny_tokenizer_and_are_deterministic():
+    captions = [scene_caption(1, i) for i in range(200)]
+    assert max(map(len, captions)) <= 75  # 77 tokens: one per character, plus BOS and EOS
+    assert captions[:20] == [scene_caption(1, i) for i in range(20)]
+    assert len(set(captions)) > 150  # they tell scenes apart
+    assert len(scene_caption(1, 3, max_chars=30)) <= 30
+
+
+@pytest.mark.parametrize("kwargs, match", [({"max_chars": 5}, "max_chars"), ({"min_area": 1.5}, "min_area")])
+def test_scene_caption_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        scene_caption(0, 0, **kwargs)

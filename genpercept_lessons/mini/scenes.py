@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LABELS", "IGNORE_LABEL", "Scene", "render_scene"]
+__all__ = ["LABELS", "IGNORE_LABEL", "Scene", "render_scene", "colour_name", "scene_caption"]
 
 LABELS = ("floor", "wall", "ceiling", "sphere", "box")
 IGNORE_LABEL = 255
 _FLOOR, _WALL, _CEIL, _SPHERE, _BOX = range(5)
 _MISS = np.inf
+_GAMMA = 1.6  # display gamma of the rendered images
 
 
 @dataclass
@@ -69,18 +70,20 @@ def _random_material(rng: np.random.Generator):
     second = np.clip(base * rng.uniform(0.4, 0.8) + rng.uniform(-0.1, 0.1, 3), 0.02, 1.0)
     kind = rng.choice(["plain", "checker", "noise"], p=[0.35, 0.3, 0.35])
     if kind == "plain":
-        return lambda u, v: np.broadcast_to(base, u.shape + (3,))
-    if kind == "checker":
+        def texture(u, v):
+            return np.broadcast_to(base, u.shape + (3,))
+    elif kind == "checker":
         freq = rng.uniform(2.0, 5.0)
-        def checker(u, v):
+        def texture(u, v):
             c = (np.floor(u * freq) + np.floor(v * freq)) % 2
             return np.where(c[..., None] > 0, base, second)
-        return checker
-    noise, scale = _value_noise(rng), rng.uniform(0.3, 1.0)
-    def noisy(u, v):
-        t = noise(u * scale, v * scale)[..., None]
-        return base * (1 - t) + second * t
-    return noisy
+    else:
+        noise, scale = _value_noise(rng), rng.uniform(0.3, 1.0)
+        def texture(u, v):
+            t = noise(u * scale, v * scale)[..., None]
+            return base * (1 - t) + second * t
+    texture.base, texture.kind = base, str(kind)  # what a caption says of it (scene_caption)
+    return texture
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,7 +297,7 @@ def render_scene(seed: int, index: int, height: int = 64, width: int = 64, super
     srgb = _shade(pos, sdirs, st, snormal, ssurface, room, objects, materials, light, ambient)
     s = supersample
     rgb = srgb.reshape(height, s, width, s, 3).mean(axis=(1, 3))
-    image = np.round(np.power(rgb, 1 / 1.6) * 255).astype(np.uint8)  # mild gamma for display
+    image = np.round(np.power(rgb, 1 / _GAMMA) * 255).astype(np.uint8)  # mild gamma for display
 
     return Scene(
         image=image,
@@ -304,3 +307,72 @@ def render_scene(seed: int, index: int, height: int = 64, width: int = 64, super
         label=label.reshape(height, width),
         K=K.astype(np.float32),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# captions: what a text-to-image model is told about a view
+
+_HUES = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (200, "cyan"), (245, "blue"), (290, "purple"),
+         (340, "pink"), (360, "red"))
+_NUMBERS = {2: "two", 3: "three"}
+
+
+def colour_name(rgb) -> str:
+    """A plain colour word for an RGB triple in [0, 1] (grey/white/black by saturation, else by hue). Introduced in notebook 01."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if rgb.shape != (3,) or not np.all(np.isfinite(rgb)) or rgb.min() < 0 or rgb.max() > 1:
+        raise ValueError(f"colour_name: `rgb` must be 3 values in [0, 1], got {rgb!r}")
+    hi, lo = rgb.max(), rgb.min()
+    if hi < 0.25:
+        return "black"
+    if (hi - lo) / hi < 0.15:
+        return "white" if lo > 0.85 else "grey"
+    r, g, b = rgb
+    hue = np.degrees(np.arctan2(np.sqrt(3) * (g - b), 2 * r - g - b)) % 360
+    name = next(n for edge, n in _HUES if hue < edge)
+    return "brown" if name == "orange" and hi < 0.55 else name
+
+
+def _seen_colour(texture) -> str:
+    return colour_name(np.power(texture.base, 1 / _GAMMA))  # the colour as the image shows it, before shading
+
+
+def _phrase(kind: str, texture, count: int) -> str:
+    words = (["checkered"] if texture.kind == "checker" else []) + [_seen_colour(texture)]
+    noun = {"sphere": "ball", "box": "box"}[kind]
+    noun = noun + ("es" if noun.endswith("x") else "s") if count > 1 else noun
+    article = _NUMBERS.get(count, "an" if words[0][0] in "aeiou" else "a")
+    return " ".join([article] + words + [noun])
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def scene_caption(seed: int, index: int, max_chars: int = 75, min_area: float = 0.02) -> str:
+    """A short caption of what MiniScenes view ``index`` of stream ``seed`` shows, e.g. "a red ball and two grey boxes in
+    a room with green walls" (objects covering ≥ ``min_area`` of the view, largest first; ≤ ``max_chars``; the tiny
+    tokenizer spends one token a character and 2 on BOS/EOS, of 77). Introduced in notebook 01."""
+    if not isinstance(max_chars, (int, np.integer)) or max_chars < 30:  # "a room with yellow walls" always fits
+        raise ValueError(f"scene_caption: `max_chars` must be an int ≥ 30, got {max_chars!r}")
+    if not 0 <= min_area < 1:
+        raise ValueError(f"scene_caption: `min_area` must be in [0, 1), got {min_area!r}")
+    rng = np.random.default_rng([int(seed), int(index)])
+    room, objects, window, _, materials = _random_layout(rng)  # the same draws as render_scene, so the same view
+    K, pos, cam_to_world = _random_camera(rng, 32, 32, room)
+    _, dirs = _pixel_rays(K, cam_to_world, 32, 32, 1)
+    t, _, _, surface = _trace(pos, dirs, room, objects, window)
+    area = np.bincount(surface[np.isfinite(t)], minlength=3 + len(objects)) / len(t)
+    seen = [k for k in np.argsort(-area[3:], kind="stable") if area[3 + k] >= min_area]
+    groups: dict[tuple, list] = {}  # (kind, checkered, colour) -> [kind, texture, count], largest group first
+    for k in seen:
+        kind, _, _, texture = objects[k]
+        groups.setdefault((kind, texture.kind == "checker", _seen_colour(texture)), [kind, texture, 0])[2] += 1
+    things = [_phrase(kind, texture, n) for kind, texture, n in groups.values()]
+    room_parts = [f"{_seen_colour(materials[1])} walls"] + (["a window"] if not np.isfinite(t).all() else [])
+    for n_things in range(len(things), -1, -1):  # drop the window, then the smallest objects, until it fits
+        for n_room in (len(room_parts), 1):
+            room_text = "a room with " + _join(room_parts[:n_room])
+            caption = (_join(things[:n_things]) + " in " + room_text) if n_things else room_text
+            if len(caption) <= max_chars or (not n_things and n_room == 1):
+                return caption
