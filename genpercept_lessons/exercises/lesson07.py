@@ -16,13 +16,9 @@ def _conv(seed: int):
 
 
 def _widen_reference(conv):
-    import torch
+    from genpercept_lessons.repurpose import widen_conv_in
 
-    wide = torch.nn.Conv2d(8, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
-    with torch.no_grad():
-        wide.weight.copy_(conv.weight.repeat(1, 2, 1, 1) * 0.5)
-        wide.bias.copy_(conv.bias)
-    return wide
+    return widen_conv_in(conv, 2, bias="keep")
 
 
 def _widened_weights(func):

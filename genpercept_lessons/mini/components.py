@@ -57,8 +57,8 @@ def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_s
 
 
 def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, sample_size: int = 16,
-              layers_per_block: int = 1, norm_num_groups: int = 32):
-    """An 8-channel ``UNet2DConditionModel`` (RGB latent ‖ target latent -> v), cross-attention only at the coarsest level. Introduced in notebook 01.
+              layers_per_block: int = 1, norm_num_groups: int = 32, in_channels: int = 8):
+    """A ``UNet2DConditionModel`` (in: RGB latent ‖ target latent, or 4 channels for text-to-image) -> v. Introduced in notebook 01.
 
     Keep several channels per GroupNorm group (SD2: 320 channels in 32 groups): with one channel per group every norm
     removes each feature map's own mean level, including the last one before ``conv_out``; the mini build uses 8
@@ -66,10 +66,12 @@ def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, 
     """
     from diffusers import UNet2DConditionModel
 
+    if in_channels not in (4, 8):
+        raise ValueError(f"make_unet: `in_channels` must be 4 (text-to-image) or 8 (Marigold), got {in_channels!r}")
     n = len(block_out_channels)
     return UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=8,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
         up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
