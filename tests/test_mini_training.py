@@ -108,3 +108,60 @@ def test_with_mirrored_flips_images_and_the_x_of_normals():
     np.testing.assert_array_equal(out["normals"][2:, 0], -arrays["normals"][:, 0, :, ::-1])  # x points the other way
     np.testing.assert_array_equal(out["normals"][2:, 1:], arrays["normals"][:, 1:, :, ::-1])
     np.testing.assert_array_equal(out["depth"][:2], arrays["depth"])  # originals first, untouched
+
+
+def _text_to_image_settings(**kw):
+    return {"block_out_channels": [32, 32], "norm_num_groups": 8, "steps": 3, "batch_size": 2, "lr": 1e-3, "warmup": 1,
+            "final_lr_ratio": 0.1, "seed": 0, "checkpoint_every": 1} | kw
+
+
+def test_text_to_image_prior_trains_on_captions_and_drops_them(tmp_path, monkeypatch):
+    from genpercept_lessons.mini.marigold_training import train_text_to_image
+
+    lat = rng.normal(size=(6, 4, 8, 8)).astype(np.float32)
+    caps = rng.normal(size=(6, 5, 32)).astype(np.float32)
+    empty = torch.zeros(1, 5, 32)
+    weights = {}
+    for name, p_drop, c in (("captions", 0.0, caps), ("dropped", 1.0, caps), ("empty", 0.0, np.zeros_like(caps))):
+        unet, report = train_text_to_image(lat, c, empty, _text_to_image_settings(caption_dropout=p_drop), tmp_path / name)
+        weights[name] = list(unet.state_dict().values())
+    assert unet.config.in_channels == 4 and report["final_loss"] > 0
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(weights[a], weights[b]))
+
+    assert same("dropped", "empty") and not same("captions", "empty")  # dropout swaps in the empty caption
+    with monkeypatch.context() as m:  # and it resumes exactly, like every loop of the build
+        _interrupt_after(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            train_text_to_image(lat, caps, empty, _text_to_image_settings(caption_dropout=0.0), tmp_path / "b")
+    resumed, _ = train_text_to_image(lat, caps, empty, _text_to_image_settings(caption_dropout=0.0), tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(weights["captions"], resumed.state_dict().values()))
+    with pytest.raises(ValueError, match="captions"):
+        train_text_to_image(lat, caps[:3], empty, _text_to_image_settings(), tmp_path / "bad")
+    with pytest.raises(ValueError, match="empty_caption"):
+        train_text_to_image(lat, caps, torch.zeros(1, 2, 32), _text_to_image_settings(), tmp_path / "bad")
+
+
+def test_text_to_image_pipeline_generates_from_captions(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import caption_embeddings, make_text_to_image_pipeline
+
+    torch.manual_seed(0)
+    text_encoder, tokenizer = make_text_encoder(32), make_tokenizer(tmp_path / "tok")
+    emb = caption_embeddings(text_encoder, tokenizer, ["a red ball in a room with grey walls", ""])
+    assert emb.shape == (2, 77, 32) and not np.allclose(emb[0], emb[1])
+    with pytest.raises(TypeError, match="captions"):
+        caption_embeddings(text_encoder, tokenizer, "a red ball")
+    unet = make_unet((32, 32), cross_attention_dim=32, sample_size=8, norm_num_groups=8, in_channels=4)
+    pipe = make_text_to_image_pipeline(unet, make_vae((32, 32), sample_size=16), text_encoder, tokenizer)
+    pipe.save_pretrained(tmp_path / "mini-sd")
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "mini-sd")
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(["a blue box"] * 2, height=16, width=16, num_inference_steps=2, guidance_scale=3.0, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (2, 16, 16, 3) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="4-channel"):
+        make_text_to_image_pipeline(make_unet((32, 32), cross_attention_dim=32, sample_size=8, norm_num_groups=8),
+                                    pipe.vae, text_encoder, tokenizer)

@@ -1,4 +1,5 @@
-"""Training mini-Marigold with Marigold's recipe: a VAE for RGB/depth/normals, then one 8-channel denoiser per task.
+"""Training the mini models: mini-Marigold with Marigold's recipe (a VAE for RGB/depth/normals, one 8-channel denoiser per
+task), and the parts of mini-SD, a text-to-image prior (captions -> embeddings, its 4-channel UNet, its pipeline).
 
 Recipe (Marigold paper §3-4, ``prs-eth/Marigold``): frozen VAE, latents = posterior mean × scaling factor, UNet input
 cat(RGB latent, noisy target latent), DDPM with 1000 steps, scaled_linear 0.00085→0.012, v-prediction,
@@ -28,7 +29,8 @@ from genpercept_lessons.lr_schedules import iter_exponential
 from genpercept_lessons.targets import depth_to_image, normals_to_image
 from genpercept_lessons.tasks import TASKS, check_task
 
-__all__ = ["training_arrays", "with_mirrored", "train_vae", "encode_latents", "train_denoiser", "make_pipeline"]
+__all__ = ["training_arrays", "with_mirrored", "train_vae", "encode_latents", "train_denoiser", "caption_embeddings",
+           "train_text_to_image", "make_pipeline", "make_text_to_image_pipeline"]
 
 
 def training_arrays(ds, task: str | None = None) -> dict[str, np.ndarray]:
@@ -251,24 +253,19 @@ def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray
     return torch.cat(out).numpy()
 
 
-def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_mask: np.ndarray,
-                   empty_embedding, settings: dict[str, Any], workdir: str | os.PathLike):
-    """Train an 8-channel v-prediction UNet with Marigold's diffusion recipe on precomputed latents [N,4,h,w]; returns (unet, report).
+def _diffusion_training(name: str, unet, targets, condition, settings: dict[str, Any], workdir: Path, position: int = 0,
+                        mask=None) -> dict[str, Any]:
+    """Train ``unet`` on the v-objective (DDPM, 1000 steps, scaled_linear, a random timestep per sample); returns a report.
 
-    The loss is the MSE between predicted and true v on latent pixels whose image patch is fully valid
-    (``latent_mask`` [N,h,w]); the noise is Marigold's annealed multi-resolution noise when
-    ``settings["multi_res_noise"]`` is set, else white. Introduced in notebook 01.
+    ``targets`` [N,4,h,w] are the clean latents; ``condition(idx)`` gives the batch's extra UNet input (concatenated
+    before the noisy latent; ``None`` for none) and its text embeddings [B,S,C]; ``mask`` [N,1,h,w] weights the loss.
     """
     import torch
     from diffusers import DDPMScheduler
 
-    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER, make_unet
+    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
     from genpercept_lessons.training_noise import multi_resolution_noise
 
-    workdir = Path(workdir)
-    torch.manual_seed(settings["seed"])
-    unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1],
-                     norm_num_groups=settings.get("norm_num_groups", 32))
     train_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=MARIGOLD_V1_0_SCHEDULER["beta_start"],
                                 beta_end=MARIGOLD_V1_0_SCHEDULER["beta_end"], beta_schedule="scaled_linear",
                                 prediction_type="v_prediction", clip_sample=False)
@@ -277,17 +274,15 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: iter_exponential(s, total, settings["warmup"], settings["final_lr_ratio"]))
     g = torch.Generator().manual_seed(settings["seed"])
-    rgb, tgt = torch.from_numpy(rgb_latents), torch.from_numpy(target_latents)
-    lmask = torch.from_numpy(latent_mask.astype(np.float32))[:, None]
     bs = settings["batch_size"]
-
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
     bf16 = _use_bf16(settings)
     n_train = train_sched.config.num_train_timesteps
 
     def step(_):
-        idx = torch.randint(0, len(rgb), (bs,), generator=g)
-        x0, cond, m = tgt[idx], rgb[idx], lmask[idx]
+        idx = torch.randint(0, len(targets), (bs,), generator=g)
+        x0, m = targets[idx], (mask[idx] if mask is not None else torch.ones(bs, 1, *targets.shape[2:]))
+        extra, text = condition(idx, g)
         t = torch.randint(0, n_train, (bs,), generator=g)
         if pyramid:
             strength = pyramid["strength"] * (t.float() / n_train if pyramid.get("annealed", True) else 1.0)
@@ -297,18 +292,87 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
         noisy = train_sched.add_noise(x0, noise, t)
         v = train_sched.get_velocity(x0, noise, t)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = unet(torch.cat([cond, noisy], dim=1), t, encoder_hidden_states=empty_embedding.expand(bs, -1, -1)).sample
+            pred = unet(noisy if extra is None else torch.cat([extra, noisy], dim=1), t, encoder_hidden_states=text).sample
         pred = pred.float()
         loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
         return _update(loss, opt, sched, settings.get("max_grad_norm"))
 
     t0 = time.time()
     unet.train()
-    losses = _run_resumable(f"unet-{settings['task']}", workdir, total, {"unet": unet, "opt": opt, "sched": sched},
-                            step, g, settings.get("checkpoint_every", 100), TASKS.index(settings["task"]))
+    losses = _run_resumable(name, workdir, total, {"unet": unet, "opt": opt, "sched": sched},
+                            step, g, settings.get("checkpoint_every", 100), position)
     unet.eval().requires_grad_(False)
-    return unet, {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
-                  "parameters": sum(p.numel() for p in unet.parameters()), "precision": "bf16" if bf16 else "fp32"}
+    return {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
+            "parameters": sum(p.numel() for p in unet.parameters()), "precision": "bf16" if bf16 else "fp32"}
+
+
+def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_mask: np.ndarray,
+                   empty_embedding, settings: dict[str, Any], workdir: str | os.PathLike):
+    """Train an 8-channel v-prediction UNet with Marigold's diffusion recipe on precomputed latents [N,4,h,w]; returns (unet, report).
+
+    The loss is the MSE between predicted and true v on latent pixels whose image patch is fully valid
+    (``latent_mask`` [N,h,w]); the noise is Marigold's annealed multi-resolution noise when
+    ``settings["multi_res_noise"]`` is set, else white. Introduced in notebook 01.
+    """
+    import torch
+
+    from genpercept_lessons.mini.components import make_unet
+
+    torch.manual_seed(settings["seed"])
+    unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1],
+                     norm_num_groups=settings.get("norm_num_groups", 32))
+    rgb, bs = torch.from_numpy(rgb_latents), settings["batch_size"]
+    text = empty_embedding.expand(bs, -1, -1)
+    report = _diffusion_training(f"unet-{settings['task']}", unet, torch.from_numpy(target_latents),
+                                 lambda idx, g: (rgb[idx], text), settings, Path(workdir), TASKS.index(settings["task"]),
+                                 torch.from_numpy(latent_mask.astype(np.float32))[:, None])
+    return unet, report
+
+
+def caption_embeddings(text_encoder, tokenizer, captions: list[str], batch_size: int = 256) -> np.ndarray:
+    """Captions -> the text encoder's last hidden states [N,77,C], padded to the tokenizer's 77 tokens as Stable
+    Diffusion's pipelines pad them (Marigold's empty prompt is *not* padded: 2 tokens). Introduced in notebook 01."""
+    import torch
+
+    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+        raise TypeError("caption_embeddings: `captions` must be a list of strings")
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(captions), batch_size):
+            ids = tokenizer(list(captions[i:i + batch_size]), padding="max_length", truncation=True,
+                            max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+            out.append(text_encoder(ids)[0])
+    return torch.cat(out).numpy()
+
+
+def train_text_to_image(image_latents: np.ndarray, caption_embeddings: np.ndarray, empty_caption,
+                        settings: dict[str, Any], workdir: str | os.PathLike):
+    """Train mini-SD's 4-channel v-prediction UNet to generate image latents [N,4,h,w] from caption embeddings [N,S,C]; returns (unet, report).
+
+    Each caption is swapped for the empty one (``empty_caption`` [1,S,C]) with probability ``settings["caption_dropout"]``,
+    as classifier-free guidance training does (Ho & Salimans, arXiv 2207.12598), so that the empty prompt, the only
+    one Marigold ever shows the UNet, means "an image" rather than nothing the UNet has seen.
+    """
+    import torch
+
+    from genpercept_lessons.mini.components import make_unet
+
+    if caption_embeddings.shape[0] != image_latents.shape[0]:
+        raise ValueError(f"train_text_to_image: {len(image_latents)} image latents but {len(caption_embeddings)} captions")
+    if tuple(empty_caption.shape) != (1, *caption_embeddings.shape[1:]):
+        raise ValueError(f"train_text_to_image: `empty_caption` must be [1, {caption_embeddings.shape[1]}, "
+                         f"{caption_embeddings.shape[2]}], got {list(empty_caption.shape)}")
+    torch.manual_seed(settings["seed"])
+    unet = make_unet(tuple(settings["block_out_channels"]), caption_embeddings.shape[-1], image_latents.shape[-1],
+                     norm_num_groups=settings.get("norm_num_groups", 32), in_channels=4)
+    captions, p_drop = torch.from_numpy(caption_embeddings), settings.get("caption_dropout", 0.1)
+
+    def condition(idx, g):
+        drop = torch.rand(len(idx), generator=g) < p_drop
+        return None, torch.where(drop[:, None, None], empty_caption, captions[idx])
+
+    report = _diffusion_training("mini-sd", unet, torch.from_numpy(image_latents), condition, settings, Path(workdir))
+    return unet, report
 
 
 def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int):
@@ -323,3 +387,17 @@ def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int
     if task == "depth":
         return MarigoldDepthPipeline(prediction_type="depth", scale_invariant=True, shift_invariant=True, **common)
     return MarigoldNormalsPipeline(prediction_type="normals", use_full_z_range=True, **common)
+
+
+def make_text_to_image_pipeline(unet, vae, text_encoder, tokenizer):
+    """Assemble mini-SD as a diffusers ``StableDiffusionPipeline`` (DDIM, v-prediction, trailing spacing; no safety checker)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
+
+    if unet.config.in_channels != 4:
+        raise ValueError(f"make_text_to_image_pipeline: expected a 4-channel UNet, got in_channels={unet.config.in_channels}")
+    config = {k: v for k, v in MARIGOLD_V1_0_SCHEDULER.items() if not k.startswith("_")}
+    scheduler = DDIMScheduler.from_config({**config, "timestep_spacing": "trailing"})
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
