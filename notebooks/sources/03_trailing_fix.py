@@ -11,7 +11,7 @@
 # **What you need**: lessons 01–02. Mini profile: ~2 minutes on a 2-core CPU. Full profile: a GPU.
 #
 # **Time**: teaching ~35 min · exercises ~25 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 1.7 min · on a GPU: not measured yet.
+# course`): 1.4 min · on a GPU: not measured yet.
 #
 # Paper numbers for reference (E2E-FT, arXiv 2409.11355, Table 1, NYUv2 AbsRel ×100): Marigold 50 steps × 10 ensemble
 # 5.5 (24 s per image on an RTX 4090), leading 50 × 1 6.0, **trailing 1 × 1 5.7 (121 ms)**.

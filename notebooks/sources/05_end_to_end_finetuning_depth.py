@@ -14,7 +14,7 @@
 # data prepared by `data_scripts/` (see the README, "Running the full recipe on a GPU").
 #
 # **Time**: teaching ~40 min · exercises ~30 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 2.2 min · on a GPU: not measured yet.
+# course`): 1.5 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al., "Fine-Tuning Image-Conditional Diffusion Models is Easier than You Think" (arXiv 2409.11355,
 # WACV 2025), repo `VisualComputingInstitute/diffusion-e2e-ft` (`training/train.py`, `training/util/loss.py`).

@@ -12,7 +12,7 @@
 # `GonzaloMG/marigold-normals`) and prepared data.
 #
 # **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 1.5 min · on a GPU: not measured yet.
+# course`): 0.9 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al. (arXiv 2409.11355) eq. 2 and Table 2; DSINE (Bae & Davison, CVPR 2024) for the metrics.
 

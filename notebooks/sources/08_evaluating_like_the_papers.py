@@ -13,7 +13,7 @@
 # with `data_scripts/prepare_nyuv2.py`.
 #
 # **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.7 min · on a GPU: not measured yet.
+# course`): 0.6 min · on a GPU: not measured yet.
 #
 # Sources: Marigold (Ke et al., CVPR 2024) `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`;
 # E2E-FT (Garcia et al., arXiv 2409.11355) Tables 1–2; Marigold's `src/util/alignment.py`, `src/util/metric.py`, `script/depth/eval.py`.
