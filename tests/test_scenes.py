@@ -127,7 +127,8 @@ def test_captions_fit_the_tiny_tokenizer_and_are_deterministic():
     assert len(scene_caption(1, 3, max_chars=30)) <= 30
 
 
-@pytest.mark.parametrize("kwargs, match", [({"max_chars": 5}, "max_chars"), ({"min_area": 1.5}, "min_area")])
+@pytest.mark.parametrize("kwargs, match", [({"max_chars": 5}, "max_chars"), ({"min_area": 1.5}, "min_area"),
+                                           ({"height": 4}, "height")])
 def test_scene_caption_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         scene_caption(0, 0, **kwargs)

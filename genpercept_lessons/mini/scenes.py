@@ -269,11 +269,15 @@ def _pixel_rays(K, cam_to_world, height, width, subsamples):
     return cam, world / np.linalg.norm(world, axis=1, keepdims=True)
 
 
-def render_scene(seed: int, index: int, height: int = 64, width: int = 64, supersample: int = 2) -> Scene:
-    """Render scene ``index`` of the MiniScenes stream ``seed`` (deterministic); arrays are H×W. Introduced in notebook 00."""
+def _check_size(caller: str, height, width) -> None:
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, (int, np.integer)) or value < 8 or value > 4096:
-            raise ValueError(f"render_scene: `{name}` must be an int in [8, 4096], got {value!r}")
+            raise ValueError(f"{caller}: `{name}` must be an int in [8, 4096], got {value!r}")
+
+
+def render_scene(seed: int, index: int, height: int = 64, width: int = 64, supersample: int = 2) -> Scene:
+    """Render scene ``index`` of the MiniScenes stream ``seed`` (deterministic); arrays are H×W. Introduced in notebook 00."""
+    _check_size("render_scene", height, width)
     if not isinstance(supersample, (int, np.integer)) or not 1 <= supersample <= 4:
         raise ValueError(f"render_scene: `supersample` must be an int in [1, 4], got {supersample!r}")
     rng = np.random.default_rng([int(seed), int(index)])
@@ -349,18 +353,20 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def scene_caption(seed: int, index: int, max_chars: int = 75, min_area: float = 0.02) -> str:
-    """A short caption of what MiniScenes view ``index`` of stream ``seed`` shows, e.g. "a red ball and two grey boxes in
+def scene_caption(seed: int, index: int, height: int = 64, width: int = 64, max_chars: int = 75,
+                  min_area: float = 0.02) -> str:
+    """A short caption of what ``render_scene(seed, index, height, width)`` shows, e.g. "a red ball and two grey boxes in
     a room with green walls" (objects covering ≥ ``min_area`` of the view, largest first; ≤ ``max_chars``; the tiny
     tokenizer spends one token a character and 2 on BOS/EOS, of 77). Introduced in notebook 01."""
+    _check_size("scene_caption", height, width)
     if not isinstance(max_chars, (int, np.integer)) or max_chars < 30:  # "a room with yellow walls" always fits
         raise ValueError(f"scene_caption: `max_chars` must be an int ≥ 30, got {max_chars!r}")
     if not 0 <= min_area < 1:
         raise ValueError(f"scene_caption: `min_area` must be in [0, 1), got {min_area!r}")
     rng = np.random.default_rng([int(seed), int(index)])
     room, objects, window, _, materials = _random_layout(rng)  # the same draws as render_scene, so the same view
-    K, pos, cam_to_world = _random_camera(rng, 32, 32, room)
-    _, dirs = _pixel_rays(K, cam_to_world, 32, 32, 1)
+    K, pos, cam_to_world = _random_camera(rng, height, width, room)
+    _, dirs = _pixel_rays(K, cam_to_world, height, width, 1)  # the render's geometry rays: the same view
     t, _, _, surface = _trace(pos, dirs, room, objects, window)
     area = np.bincount(surface[np.isfinite(t)], minlength=3 + len(objects)) / len(t)
     seen = [k for k in np.argsort(-area[3:], kind="stable") if area[3 + k] >= min_area]
