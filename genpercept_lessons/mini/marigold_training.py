@@ -257,8 +257,9 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
                         mask=None) -> dict[str, Any]:
     """Train ``unet`` on the v-objective (DDPM, 1000 steps, scaled_linear, a random timestep per sample); returns a report.
 
-    ``targets`` [N,4,h,w] are the clean latents; ``condition(idx)`` gives the batch's extra UNet input (concatenated
-    before the noisy latent; ``None`` for none) and its text embeddings [B,S,C]; ``mask`` [N,1,h,w] weights the loss.
+    ``targets`` [N,4,h,w] are the clean latents; ``condition(idx, generator)`` gives the batch's extra UNet input
+    (concatenated before the noisy latent; ``None`` for none) and its text embeddings [B,S,C]; ``mask`` [N,1,h,w]
+    weights the loss (default: every latent pixel).
     """
     import torch
     from diffusers import DDPMScheduler
@@ -275,13 +276,14 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
         opt, lambda s: iter_exponential(s, total, settings["warmup"], settings["final_lr_ratio"]))
     g = torch.Generator().manual_seed(settings["seed"])
     bs = settings["batch_size"]
+    everywhere = torch.ones(bs, 1, *targets.shape[2:])
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
     bf16 = _use_bf16(settings)
     n_train = train_sched.config.num_train_timesteps
 
     def step(_):
         idx = torch.randint(0, len(targets), (bs,), generator=g)
-        x0, m = targets[idx], (mask[idx] if mask is not None else torch.ones(bs, 1, *targets.shape[2:]))
+        x0, m = targets[idx], (mask[idx] if mask is not None else everywhere)
         extra, text = condition(idx, g)
         t = torch.randint(0, n_train, (bs,), generator=g)
         if pyramid:
@@ -391,13 +393,13 @@ def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int
 
 def make_text_to_image_pipeline(unet, vae, text_encoder, tokenizer):
     """Assemble mini-SD as a diffusers ``StableDiffusionPipeline`` (DDIM, v-prediction, trailing spacing; no safety checker)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
-    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
+    from genpercept_lessons.mini.components import make_scheduler
+    from genpercept_lessons.noise_schedules import with_spacing
 
     if unet.config.in_channels != 4:
         raise ValueError(f"make_text_to_image_pipeline: expected a 4-channel UNet, got in_channels={unet.config.in_channels}")
-    config = {k: v for k, v in MARIGOLD_V1_0_SCHEDULER.items() if not k.startswith("_")}
-    scheduler = DDIMScheduler.from_config({**config, "timestep_spacing": "trailing"})
+    scheduler = with_spacing(make_scheduler(), "trailing")
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
