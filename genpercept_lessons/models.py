@@ -7,7 +7,7 @@ from pathlib import Path
 from genpercept_lessons.profiles import Profile, get_profile
 from genpercept_lessons.tasks import check_task, folder_task, pipeline_class, pipeline_task
 
-__all__ = ["load_marigold", "with_scheduler"]
+__all__ = ["load_marigold", "load_text_to_image", "with_scheduler"]
 
 
 def _hub_error(location: str, err: Exception) -> RuntimeError:
@@ -22,6 +22,7 @@ def _hub_error(location: str, err: Exception) -> RuntimeError:
 
 
 def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missing: bool) -> None:
+    """Build the mini assets if ``location``, the profile's own folder for ``task`` ("depth", "normals", "sd"), lacks them."""
     from genpercept_lessons.assets import is_complete
     from genpercept_lessons.mini.build import mini_asset_paths
 
@@ -30,11 +31,12 @@ def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missin
     if is_complete(location, check_hashes=False):
         return
     if not build_missing:
-        raise FileNotFoundError(f"the mini-Marigold {task} model is not built yet ({location}); run `make assets` once "
-                                "in a terminal (about 15–20 minutes on 2 CPU cores), or pass a Marigold pipeline folder")
+        what = "mini-SD text-to-image" if task == "sd" else f"mini-Marigold {task}"
+        raise FileNotFoundError(f"the {what} model is not built yet ({location}); run `make assets` once "
+                                "in a terminal (about 40 minutes on 2 CPU cores), or pass a pipeline folder")
     from genpercept_lessons.mini.build import build_mini_assets
 
-    print("The mini-Marigold models are not built yet: building them now (about 15–20 minutes on 2 CPU cores; "
+    print("The mini-Marigold models are not built yet: building them now (about 40 minutes on 2 CPU cores; "
           "`make assets` does the same from a terminal).")
     build_mini_assets(profile.build_seed, profile.build_precision)
 
@@ -92,6 +94,47 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
         try:
             pipe = cls.from_pretrained(location, dtype=dtype)
         except (OSError, ValueError) as err:  # offline, unknown id, gated repo, network down
+            raise _hub_error(location, err) from None
+    pipe = pipe.to(profile.device)
+    pipe.set_progress_bar_config(disable=not progress_bar)
+    return pipe
+
+
+def load_text_to_image(profile: Profile | str | None = None, progress_bar: bool = False, *, model: str | None = None,
+                       build_missing: bool = True):
+    """The text-to-image model Marigold starts from, as a diffusers ``StableDiffusionPipeline``. Introduced in notebook 01.
+
+    Mini profile: mini-SD from the asset cache (built on first use, as ``load_marigold``). Full profile:
+    ``profile.text_to_image_model`` (Marigold's base, ``stabilityai/stable-diffusion-2``) or ``model``, a hub id or a
+    folder in the same layout.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    if profile is None or isinstance(profile, str):
+        profile = get_profile(profile)
+    if not isinstance(profile, Profile):
+        raise TypeError(f"load_text_to_image: `profile` must be a Profile, a profile name or None, got {type(profile).__name__}")
+    if model is not None and (not isinstance(model, (str, Path)) or not str(model)):
+        raise TypeError(f"load_text_to_image: `model` must be a folder path or hub id, got {model!r}")
+    location = str(model) if model is not None else profile.text_to_image_model
+    if profile.is_mini and model is None:
+        _ensure_mini_assets(profile, "sd", location, build_missing)
+    dtype = getattr(torch, profile.dtype)
+    folder = Path(location).expanduser()
+    if folder.is_dir():
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"'{folder}' is not a diffusers pipeline folder (no model_index.json)")
+        pipe = StableDiffusionPipeline.from_pretrained(str(folder), dtype=dtype, safety_checker=None,
+                                                       requires_safety_checker=False)
+    elif profile.is_mini or str(location).startswith(("/", ".", "~")) or str(location).count("/") != 1:
+        raise FileNotFoundError(f"load_text_to_image: there is no folder '{location}' (the mini profile is offline; "
+                                "a Hugging Face Hub id has the form 'owner/name' and needs the full profile)")
+    else:
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(location, dtype=dtype, safety_checker=None,
+                                                           requires_safety_checker=False)
+        except (OSError, ValueError) as err:
             raise _hub_error(location, err) from None
     pipe = pipe.to(profile.device)
     pipe.set_progress_bar_config(disable=not progress_bar)

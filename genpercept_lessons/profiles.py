@@ -64,27 +64,37 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
     build = mini_build(seed, precision)
     seed, bf16 = build["seed"], build["precision"] == "bf16"
     data = {"version": 2, "seed": 0, "n_train": 2000, "n_test": 200, "height": 64, "width": 64}
-    vae = {"version": 4, "data": data, "block_out_channels": [16, 32, 64], "latent_channels": 4, "norm_num_groups": 4,
-           "crop": 32, "sample_posterior": False, "steps": 3000, "batch_size": 32, "lr": 2e-3, "kl_weight": 1e-6,
-           "bf16": bf16, "seed": seed, "threads": 1, "processes": 2}
+    # mini-SD's pretraining set: 3x as many views as the labelled set, from another MiniScenes stream, RGB + caption only
+    captioned = {"version": 1, "seed": 7, "n": 6000, "height": 64, "width": 64}
+    # the VAE sees RGB only, as Stable Diffusion's does; Marigold then feeds it depth and normals maps it never saw
+    vae = {"version": 5, "data": captioned, "images": ["rgb"], "block_out_channels": [16, 32, 64], "latent_channels": 4,
+           "norm_num_groups": 4, "crop": 32, "sample_posterior": False, "steps": 3000, "batch_size": 32, "lr": 2e-3,
+           "kl_weight": 1e-6, "bf16": bf16, "seed": seed, "threads": 1, "processes": 2}
     # two single-threaded processes share each batch (data-parallel): a second *thread* makes these tiny convolutions
     # slower, a second process halves the wall time; the weights do not depend on the machine's core count
-    # 3,000 steps because the decoded normals follow the VAE's normals round trip (README, "What the recipe changed")
     text = {"version": 1, "hidden_size": 64, "seed": seed}
+    # mini-SD: text-to-image on the captioned views, as SD is trained (white noise; captions dropped to the empty prompt
+    # 10 % of the time, for classifier-free guidance) and with EMA weights. One process with two threads: its weights
+    # are 4x the VAE's, and averaging them between two processes every step costs more than it saves on 2 cores
+    sd = {"version": 1, "data": captioned, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
+          "norm_num_groups": 8, "steps": 4000, "batch_size": 32, "lr": 2e-3, "warmup": 100, "final_lr_ratio": 0.1,
+          "max_grad_norm": 1.0, "caption_dropout": 0.1, "ema_decay": 0.999, "held_out": 256, "bf16": bf16,
+          "seed": seed, "threads": 2, "processes": 1}
 
     def unet(task: str) -> dict[str, Any]:
-        # Marigold v1-0's trainer (config/train_marigold.yaml): annealed multi-resolution noise, left-right flips,
-        # 100 warm-up steps, then exponential LR decay (Marigold: to 1% over 25k iterations). The short normals run
-        # still learns late, so its decay stops at 10%; depth keeps Marigold's 1%. Peak LR 3e-3: the largest that
-        # trains stably at batch 32 (README, "The mini world's numbers"). At 100x Marigold's LR one gradient spike can
-        # derail a run for good, so the gradient norm is clipped to 1.0 (as E2E-FT's trainer does; Marigold's does not).
-        return {"version": 4, "task": task, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
+        # Marigold v1-0's trainer (config/train_marigold.yaml), started from mini-SD's UNet with conv_in widened to
+        # 8 channels: annealed multi-resolution noise, left-right flips, 100 warm-up steps, then exponential LR decay
+        # (Marigold: to 1% over 25k iterations). The short normals run still learns late, so its decay stops at 10%;
+        # depth keeps Marigold's 1%. Peak LR 3e-3: the largest that trains stably at batch 32 (README, "The mini
+        # world's numbers"). At 100x Marigold's LR one gradient spike can derail a run for good, so the gradient norm
+        # is clipped to 1.0 (as E2E-FT's trainer does; Marigold's does not).
+        return {"version": 5, "task": task, "init": sd, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
                 "norm_num_groups": 8, "steps": 2000, "batch_size": 32, "lr": 3e-3, "warmup": 100, "max_grad_norm": 1.0,
                 "final_lr_ratio": {"depth": 0.01, "normals": 0.1}[task],
                 "multi_res_noise": {"strength": 0.9, "annealed": True},
                 "hflip": True, "bf16": bf16, "seed": seed}
 
-    return {"data": data, "vae": vae, "depth": unet("depth"), "normals": unet("normals")}
+    return {"data": data, "captioned": captioned, "vae": vae, "sd": sd, "depth": unet("depth"), "normals": unet("normals")}
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class Profile:
     device: str
     depth_model: str
     normals_model: str
+    text_to_image_model: str  # the generator Marigold fine-tunes (lesson 01): mini-SD, or Stable Diffusion 2
     dataset: str
     resolution: int
     eval_scenes: int
@@ -144,6 +155,7 @@ def _mini(**overrides: Any) -> Profile:
         device=overrides.pop("device", None) or _default_device("mini"),
         depth_model=str(asset_path("marigold-depth", s["depth"])),
         normals_model=str(asset_path("marigold-normals", s["normals"])),
+        text_to_image_model=str(asset_path("mini-sd", s["sd"])),
         dataset="miniscenes",
         resolution=s["data"]["height"],
         eval_scenes=200,
@@ -154,7 +166,8 @@ def _mini(**overrides: Any) -> Profile:
         e2e_lr=3e-4,
         build_seed=build["seed"],
         build_precision=build["precision"],
-        notes={"data": "MiniScenes, rendered here", "models": "mini-Marigold, trained here with Marigold's recipe"},
+        notes={"data": "MiniScenes, rendered here",
+               "models": "mini-SD and mini-Marigold (fine-tuned from it with Marigold's recipe), trained here"},
     )
 
 
@@ -164,6 +177,7 @@ def _full(**overrides: Any) -> Profile:
         device=overrides.pop("device", None) or _default_device("full"),
         depth_model="prs-eth/marigold-depth-v1-0",
         normals_model="GonzaloMG/marigold-normals",
+        text_to_image_model="stabilityai/stable-diffusion-2",  # Marigold's base (Ke et al. §4.1; prs-eth/Marigold README)
         dataset="nyuv2",
         resolution=768,
         eval_scenes=654,

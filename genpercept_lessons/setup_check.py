@@ -81,7 +81,7 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
                             "(GENPERCEPT_MINI_SEED / GENPERCEPT_MINI_PRECISION pick another)"))
         for name, ok in ready.items():
             checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else "not built",
-                                "run `make assets` in a terminal (about 15–20 minutes on 2 CPU cores), or just "
+                                "run `make assets` in a terminal (about 40 minutes on 2 CPU cores), or just "
                                 "go on: the first lesson that needs it builds it"))
     else:
         from pathlib import Path

@@ -6,7 +6,7 @@ import numpy as np
 from genpercept_lessons.mini.scenes import LABELS
 
 __all__ = ["colorize_depth", "colorize_normals", "colorize_labels", "add_label_legend", "scene_figure", "prediction_grid",
-           "metric_vs_steps", "error_map"]
+           "caption_grid", "metric_vs_steps", "error_map"]
 
 _LABEL_COLOURS = np.array([[196, 120, 64], [120, 190, 120], [90, 90, 200], [230, 210, 40], [200, 60, 200]], np.uint8)
 
@@ -114,6 +114,37 @@ def prediction_grid(images, rows: dict, masks=None, max_cols: int = 6):
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def caption_grid(images, captions, rows: dict | None = None, max_cols: int = 4, width: int = 24):
+    """Images [N,H,W,3] uint8 with each caption (wrapped at ``width`` characters) under it; ``rows`` adds named rows of
+    more images [N,H,W,3], e.g. generated ones under the real views. Introduced in notebook 01."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"caption_grid: `images` must be [N,H,W,3], got shape {images.shape}")
+    if isinstance(captions, str) or len(captions) != len(images):
+        raise ValueError(f"caption_grid: `captions` must be a list with one caption per image ({len(images)}), "
+                         f"got {type(captions).__name__}")
+    named = {"": images, **(rows or {})}
+    for name, imgs in named.items():
+        if np.asarray(imgs).shape[1:] != images.shape[1:] or len(imgs) < min(len(images), max_cols):
+            raise ValueError(f"caption_grid: row {name!r} must hold images shaped like `images`, got {np.shape(imgs)}")
+    n = min(len(images), max_cols)
+    fig, axes = plt.subplots(len(named), n, figsize=(2.0 * n, 2.0 * len(named) + 0.8), squeeze=False)
+    for i, (name, imgs) in enumerate(named.items()):
+        for j in range(n):
+            axes[i, j].imshow(np.asarray(imgs)[j], interpolation="nearest")
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    for j in range(n):
+        axes[-1, j].set_xlabel(textwrap.fill(str(captions[j]), width), fontsize=7)
     fig.tight_layout()
     return fig
 

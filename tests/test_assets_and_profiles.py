@@ -92,27 +92,28 @@ def test_build_variant_follows_the_environment_and_names_its_own_folders(monkeyp
     assert (p.build_seed, p.build_precision) == (2, "fp32") and "seed 2, fp32" in p.describe()
     assert p.depth_model == str(mini_asset_paths(2, "fp32")["depth"])
     s = profiles.mini_build_settings()
-    assert s["vae"]["seed"] == s["depth"]["seed"] == s["normals"]["seed"] == 2 and not s["depth"]["bf16"]
+    assert s["vae"]["seed"] == s["sd"]["seed"] == s["depth"]["seed"] == s["normals"]["seed"] == 2 and not s["depth"]["bf16"]
     assert s["data"] == profiles.mini_build_settings(0, "fp32")["data"]  # every build sees the same MiniScenes
     paths = {(seed, prec): mini_asset_paths(seed, prec) for seed in (0, 1) for prec in ("fp32",)}
     monkeypatch.setattr(profiles, "cpu_has_bf16", lambda: True)
     paths[(0, "bf16")] = mini_asset_paths(0, "bf16")
-    for kind in ("vae", "depth", "normals"):
+    for kind in ("vae", "sd", "depth", "normals"):
         assert len({str(v[kind]) for v in paths.values()}) == 3, kind  # seed and precision are in the cache key
-    assert len({str(v["data"]) for v in paths.values()}) == 1
+    assert len({str(v["data"]) for v in paths.values()}) == len({str(v["captioned"]) for v in paths.values()}) == 1
     assert get_profile("mini", build_seed=1, build_precision="bf16").build_precision == "bf16"
 
 
 def test_seed0_bf16_settings_keep_their_cache_key():
     # the default build's cache key is pinned, so a settings change that would make every learner rebuild is a
-    # deliberate one (last changed for gradient clipping in the UNets and a two-process VAE, docs/robustness.md)
+    # deliberate one (last changed when mini-Marigold became a fine-tune of mini-SD, with an RGB-only VAE)
     from genpercept_lessons.profiles import mini_build_settings
 
     s = mini_build_settings(0, "bf16") if _has_bf16() else None
     if s is None:
         pytest.skip("this CPU has no bf16 kernels")
     assert {k: settings_hash(v) for k, v in s.items()} == {
-        "data": "a80eeeea6c3d", "vae": "83af753ed188", "depth": "427eee6b2fd6", "normals": "946ed63f3e95"}
+        "data": "a80eeeea6c3d", "captioned": "32e95fe40354", "vae": "6ec00d91d842", "sd": "41bb2851bfbe",
+        "depth": "8b333124328f", "normals": "3eb34f4b4320"}
 
 
 def _has_bf16() -> bool:

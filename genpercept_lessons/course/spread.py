@@ -47,6 +47,11 @@ def _p(lesson, after, *rows):
 PROBES: list[Probe] = [
     *_p("00", 'metrics["abs_rel"] < 0.2',
         ("00 tiny prediction AbsRel", 'metrics["abs_rel"]', 'metrics["abs_rel"] < 0.2')),
+    *_p("01", 'losses["own caption"] < losses["another',
+        ("01 mini-SD held-out v-loss, own / another view's caption", 'losses["own caption"] / losses["another view\'s caption"]',
+         'losses["own caption"] < losses["another view\'s caption"]'),
+        ("01 mini-SD held-out v-loss, own caption / empty prompt", 'losses["own caption"] / losses["empty prompt"]',
+         'losses["own caption"] < losses["empty prompt"]')),
     *_p("01", "spread < 0.1", ("01 decoded depth: std across the 3 channels", "spread", "spread < 0.1")),
     *_p("01", "loss < 0.5 * trivial", ("01 held-out v-loss / v = 0 loss", "loss / trivial", "loss < 0.5 * trivial")),
     *_p("01", "white_corr > pyramid_corr", ("01 layout correlation, white − multi-res noise",
@@ -154,6 +159,7 @@ ASSET_CLAIMS: dict[str, str] = {
     "build: VAE scaling factor": "",
     "build: VAE depth round-trip AbsRel": "",
     "build: VAE normals round-trip mean°": "",
+    "build: mini-SD held-out v-loss, own / another caption": "",
     "build: depth trailing 1 step AbsRel": "<= 0.13",
     "build: depth zero-noise 1 step AbsRel": "",
     "build: depth leading / trailing": ">= 3",
@@ -165,6 +171,7 @@ ASSET_CLAIMS: dict[str, str] = {
     "build: normals trailing / constant map": "<= 0.5",
     "build: normals zero-noise / Gaussian start": "within ±10 %",
     "build: VAE training s": "",
+    "build: mini-SD training s": "",
     "build: depth UNet training s": "",
     "build: normals UNet training s": "",
 }
@@ -196,6 +203,11 @@ def _asset_numbers(seed: int, precision: str) -> dict[str, float]:
            "build: VAE depth round-trip AbsRel": vae["depth_roundtrip_abs_rel"],
            "build: VAE normals round-trip mean°": vae.get("normals_roundtrip_mean_deg", float("nan")),
            "build: VAE training s": vae["train_seconds"]}
+    if "sd" in paths:  # the recipe that fine-tunes mini-Marigold from mini-SD
+        sd = read_metadata(paths["sd"])["report"]
+        loss = sd["held_out_v_loss"]
+        out["build: mini-SD held-out v-loss, own / another caption"] = loss["own caption"] / loss["another view's caption"]
+        out["build: mini-SD training s"] = sd["train_seconds"]
     for task, key, unit in (("depth", "abs_rel", " AbsRel"), ("normals", "mean", " mean°")):
         meta = read_metadata(paths[task])
         q = meta["held_out"]

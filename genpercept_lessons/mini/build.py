@@ -1,4 +1,5 @@
-"""Build the mini assets: MiniScenes, the mini VAE, and the mini-Marigold depth and normals pipelines (``make assets``)."""
+"""Build the mini assets (``make assets``), in the papers' order: MiniScenes and mini-SD's captioned views, an RGB-only
+VAE, mini-SD (text-to-image), then the mini-Marigold depth and normals pipelines fine-tuned from mini-SD."""
 from __future__ import annotations
 
 import json
@@ -22,13 +23,14 @@ __all__ = ["mini_asset_paths", "mini_assets_ready", "build_mini_assets", "evalua
 def mini_asset_paths(seed: int | None = None, precision: str | None = None) -> dict[str, Path]:
     """Cache folders of every mini asset of one build variant (``profiles.mini_build``); they exist only once built."""
     s = mini_build_settings(seed, precision)
-    return {"data": asset_path("miniscenes", s["data"]), "vae": asset_path("mini-vae", s["vae"]),
+    return {"data": asset_path("miniscenes", s["data"]), "captioned": asset_path("miniscenes-captioned", s["captioned"]),
+            "vae": asset_path("mini-vae", s["vae"]), "sd": asset_path("mini-sd", s["sd"]),
             "depth": asset_path("marigold-depth", s["depth"]), "normals": asset_path("marigold-normals", s["normals"])}
 
 
 def mini_assets_ready(check_hashes: bool = False, seed: int | None = None,
                       precision: str | None = None) -> dict[str, bool]:
-    """Which mini assets are built and intact, e.g. {"data": True, "vae": True, "depth": False, ...}."""
+    """Which mini assets are built and intact, e.g. {"data": True, "captioned": True, "vae": True, "sd": False, ...}."""
     return {k: is_complete(p, check_hashes=check_hashes) for k, p in mini_asset_paths(seed, precision).items()}
 
 
@@ -43,11 +45,15 @@ def _write_json(path: Path, obj) -> None:
 def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
     import torch
 
+    from genpercept_lessons.images import images_to_tensor
     from genpercept_lessons.metrics import depth_metrics, normal_metrics
     from genpercept_lessons.mini.marigold_training import train_vae, training_arrays
-    from genpercept_lessons.mini.miniscenes import load_miniscenes
+    from genpercept_lessons.mini.miniscenes import load_captioned_views, load_miniscenes
 
-    arrays = training_arrays(load_miniscenes("train"))
+    if settings.get("images", ["rgb", "depth", "normals"]) == ["rgb"]:  # Stable Diffusion's: RGB only, not the labelled scenes
+        arrays = {"rgb": images_to_tensor(load_captioned_views(settings["data"])[:]["image"], signed=True).numpy()}
+    else:
+        arrays = training_arrays(load_miniscenes("train"))
     vae, report = train_vae(arrays, settings, folder)
     test = load_miniscenes("test")
     t_arrays = training_arrays(test, "depth")
@@ -67,6 +73,68 @@ def _build_vae(folder: Path, settings: dict[str, Any]) -> None:
     print(f"VAE: scaling factor {report['scaling_factor']:.4f}, depth round-trip AbsRel "
           f"{report['depth_roundtrip_abs_rel']:.4f} (the 2-98% clamp alone: {report['depth_input_abs_rel']:.4f}), "
           f"normals round trip {report['normals_roundtrip_mean_deg']:.2f}°, {report['train_seconds']:.0f} s")
+
+
+def _caption_loss_check(unet, latents, captions, empty, seed: int = 0) -> dict[str, float]:
+    """Held-out v-loss of mini-SD with each view's own caption, a caption of another view, and the empty prompt."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from genpercept_lessons.mini.components import MARIGOLD_V1_0_SCHEDULER
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=MARIGOLD_V1_0_SCHEDULER["beta_start"],
+                          beta_end=MARIGOLD_V1_0_SCHEDULER["beta_end"], beta_schedule="scaled_linear",
+                          prediction_type="v_prediction")
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.from_numpy(latents)
+    t = torch.randint(0, 1000, (len(x0),), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    noisy, v = sched.add_noise(x0, noise, t), sched.get_velocity(x0, noise, t)
+    texts = {"own caption": captions, "another view's caption": captions.roll(1, 0), "empty prompt": empty.expand_as(captions)}
+    with torch.no_grad():
+        return {k: float(((unet(noisy, t, encoder_hidden_states=c).sample - v) ** 2).mean()) for k, c in texts.items()}
+
+
+def _build_sd(folder: Path, settings: dict[str, Any], vae_folder: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKL
+
+    from genpercept_lessons.images import images_to_tensor
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer
+    from genpercept_lessons.mini.marigold_training import (
+        caption_embeddings,
+        encode_latents,
+        make_text_to_image_pipeline,
+        train_text_to_image,
+    )
+    from genpercept_lessons.mini.miniscenes import load_captioned_views
+
+    t0 = time.time()
+    vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
+    views = load_captioned_views(settings["data"])[:]
+    tokenizer = make_tokenizer(folder / "_tokenizer_src")
+    text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
+    latents = encode_latents(vae, images_to_tensor(views["image"], signed=True).numpy())
+    captions = caption_embeddings(text_encoder, tokenizer, [str(c) for c in views["caption"]])
+    empty = caption_embeddings(text_encoder, tokenizer, [""])
+    held = settings["held_out"]  # the last views are kept out of training, for the caption check
+    encode_seconds = time.time() - t0
+    unet, report = train_text_to_image(latents[:-held], captions[:-held], empty, settings, folder)
+    report["encode_seconds"] = round(encode_seconds, 1)
+    report["held_out_v_loss"] = _caption_loss_check(unet, latents[-held:], torch.from_numpy(captions[-held:]),
+                                                    torch.from_numpy(empty))
+    pipe = make_text_to_image_pipeline(unet, vae, text_encoder, tokenizer)
+    pipe.save_pretrained(folder)
+    shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)
+    _write_json(folder / METADATA_FILE, {
+        "settings": settings, "report": report, "held_out_views": held,
+        "recipe": "v-prediction DDPM (1000 steps, scaled_linear 0.00085-0.012) on RGB-only VAE latents of captioned "
+        f"views, captions dropped to the empty prompt {settings['caption_dropout']:.0%} of the time, EMA weights",
+    })
+    (folder / "mini-sd_state.pt").unlink(missing_ok=True)
+    loss = report["held_out_v_loss"]
+    print("mini-SD: held-out v-loss " + ", ".join(f"{k} {v:.4f}" for k, v in loss.items())
+          + f"; UNet {report['train_seconds']:.0f} s")
 
 
 def evaluate_pipeline(pipe, test, n: int | None = None) -> dict[str, dict[str, float]]:
@@ -115,28 +183,31 @@ def _encode_training_latents(vae_folder: Path, tasks: list[str], hflip: bool, ou
     return time.time() - t0
 
 
-def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path, latents_file: Path) -> None:
-    from diffusers import AutoencoderKL
+def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folder: Path, latents_file: Path,
+                    sd_folder: Path) -> None:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     from genpercept_lessons.inference import encode_empty_prompt
-    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer
     from genpercept_lessons.mini.marigold_training import make_pipeline, train_denoiser, training_arrays
     from genpercept_lessons.mini.miniscenes import load_miniscenes
     from genpercept_lessons.models import load_marigold
+    from genpercept_lessons.repurpose import marigold_unet_from
 
     vae = AutoencoderKL.from_pretrained(vae_folder / "vae").eval().requires_grad_(False)
     arrays = training_arrays(load_miniscenes("train"), task)  # unmirrored: for the constant baseline
     n = None if settings.get("hflip") else len(arrays["rgb"])  # the file holds the originals first, then the mirrors
     with np.load(latents_file) as latents:
         rgb_lat, tgt_lat, latent_mask = latents["rgb"][:n], latents[task][:n], latents["mask"][:n]
-    tokenizer = make_tokenizer(folder / "_tokenizer_src")
-    text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
+    # Marigold's components are Stable Diffusion's: its text encoder and tokenizer, and its UNet with conv_in widened
+    tokenizer = CLIPTokenizer.from_pretrained(sd_folder / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(sd_folder / "text_encoder").eval().requires_grad_(False)
     empty = encode_empty_prompt(tokenizer, text_encoder)
-    unet, report = train_denoiser(rgb_lat, tgt_lat, latent_mask, empty, settings, folder)
+    init = marigold_unet_from(UNet2DConditionModel.from_pretrained(sd_folder / "unet"))
+    unet, report = train_denoiser(rgb_lat, tgt_lat, latent_mask, empty, settings, folder, init_unet=init)
     report["empty_embedding_shape"] = list(empty.shape)
     pipe = make_pipeline(task, unet, vae, text_encoder, tokenizer, arrays["rgb"].shape[-1])
     pipe.save_pretrained(folder)
-    shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)  # save_pretrained wrote its own tokenizer/
     # evaluate what was saved, loaded back exactly as a learner loads it
     loaded = load_marigold("mini", task, model=str(folder))
     test = load_miniscenes("test")
@@ -146,7 +217,9 @@ def _build_pipeline(folder: Path, task: str, settings: dict[str, Any], vae_folde
     noise = (f"annealed multi-resolution noise (strength {pyramid['strength']} x t/T)" if pyramid else "white noise")
     _write_json(folder / METADATA_FILE, {
         "task": task, "settings": settings, "report": report, "held_out": quality,
-        "held_out_scenes": len(test), "recipe": "Marigold v1-0: DDPM 1000 steps, scaled_linear 0.00085-0.012, "
+        "held_out_scenes": len(test),
+        "recipe": "Marigold v1-0, fine-tuned from mini-SD (conv_in widened 4 -> 8, weights duplicated and halved): "
+        "DDPM 1000 steps, scaled_linear 0.00085-0.012, "
         f"v-prediction, random timestep per sample, {noise}, {'left-right flips, ' if settings.get('hflip') else ''}"
         "2-token empty-prompt embedding, frozen VAE (posterior mean x scaling), "
         f"LR decay to {settings['final_lr_ratio']:.0%}",
@@ -164,11 +237,12 @@ def _build_task_in_process(task: str, latents_file: Path, seed: int, precision: 
 
     torch.set_num_threads(1)
     s, paths = mini_build_settings(seed, precision), mini_asset_paths(seed, precision)
-    build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"], latents_file))
+    build_asset(paths[task], s[task], lambda tmp: _build_pipeline(tmp, task, s[task], paths["vae"], latents_file, paths["sd"]))
 
 
 def build_mini_assets(seed: int | None = None, precision: str | None = None) -> dict[str, Path]:
-    """Build whatever mini asset the cache lacks (data, VAE, depth and normals pipelines); print times and peak RAM.
+    """Build whatever mini asset the cache lacks (data, captioned views, VAE, mini-SD, depth and normals pipelines); print
+    times and peak RAM.
 
     ``seed`` and ``precision`` pick the build variant (``profiles.mini_build``; default: the environment's).
 
@@ -179,7 +253,7 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
 
     import torch
 
-    from genpercept_lessons.mini.miniscenes import load_miniscenes
+    from genpercept_lessons.mini.miniscenes import load_captioned_views, load_miniscenes
     from genpercept_lessons.profiles import mini_build
 
     variant = mini_build(seed, precision)
@@ -189,6 +263,7 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
     times, t_all = {}, time.time()
     t = time.time()
     load_miniscenes("train")
+    load_captioned_views(s["captioned"])
     times["data"] = time.time() - t
     t = time.time()
     threads = torch.get_num_threads()
@@ -198,6 +273,13 @@ def build_mini_assets(seed: int | None = None, precision: str | None = None) -> 
     finally:
         torch.set_num_threads(threads)
     times["vae"] = time.time() - t
+    t = time.time()
+    torch.set_num_threads(s["sd"]["threads"])  # fixed, for reproducible weights
+    try:
+        build_asset(paths["sd"], s["sd"], lambda tmp: _build_sd(tmp, s["sd"], paths["vae"]))
+    finally:
+        torch.set_num_threads(threads)
+    times["mini-sd"] = time.time() - t
     t = time.time()
     todo = [task for task in TASKS if not is_complete(paths[task])]
     procs = []

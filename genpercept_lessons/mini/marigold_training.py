@@ -136,59 +136,85 @@ def _average_over_processes(loss, opt) -> float:
     return float(flat[-1])
 
 
-def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: str | os.PathLike):
-    """Train the small ``AutoencoderKL`` on a mix of RGB, depth and normals images; measure its latent scaling factor.
+def _spawn_data_parallel(worker, args: tuple, processes: int, threads: int = 1) -> None:
+    """Run ``worker(rank, world, *args)`` in ``processes`` spawned processes joined in one torch.distributed (gloo) group."""
+    import tempfile
 
-    Returns (vae, report). L1 reconstruction + ``kl_weight``·KL; the scaling factor is 1/std of the latent means
-    over all three kinds of image (SD measured 0.18215 the same way on RGB). With ``settings["processes"]`` = P > 1
-    each batch is split over P single-threaded processes whose gradients are averaged (torch.distributed, gloo):
-    the same optimisation as one process, in less wall time on P cores. Introduced in notebook 01.
-    """
-    workdir = Path(workdir)
+    import torch.multiprocessing as tmp
+
+    rendezvous = Path(tempfile.mkdtemp(prefix="genpercept-dp-")) / "rendezvous"
+    try:
+        tmp.spawn(_data_parallel_process, args=(processes, worker, args, f"file://{rendezvous}", threads),
+                  nprocs=processes, join=True)
+    finally:
+        shutil.rmtree(rendezvous.parent, ignore_errors=True)
+
+
+def _data_parallel_process(rank: int, world: int, worker, args: tuple, init_method: str, threads: int) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    try:
+        worker(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _check_processes(caller: str, settings: dict[str, Any]) -> int:
     processes = settings.get("processes", 1)
     if not isinstance(processes, int) or processes < 1 or settings["batch_size"] % processes:
-        raise ValueError(f"train_vae: settings['processes'] must be a positive int dividing the batch size "
+        raise ValueError(f"{caller}: settings['processes'] must be a positive int dividing the batch size "
                          f"{settings['batch_size']}, got {processes!r}")
+    return processes
+
+
+def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: str | os.PathLike):
+    """Train the small ``AutoencoderKL`` on the images [N,3,H,W] of ``arrays`` (its "rgb", "depth", "normals", whichever
+    ``settings["images"]`` names; default all three); measure its latent scaling factor. Returns (vae, report).
+
+    L1 reconstruction + ``kl_weight``·KL; the scaling factor is 1/std of the latent means over the training images
+    (SD measured 0.18215 the same way on RGB). With ``settings["processes"]`` = P > 1 each batch is split over P
+    single-threaded processes whose gradients are averaged (torch.distributed, gloo): the same optimisation as one
+    process, in less wall time on P cores. Introduced in notebook 01.
+    """
+    workdir = Path(workdir)
+    processes = _check_processes("train_vae", settings)
+    kinds = settings.get("images", ["rgb", "depth", "normals"])
+    missing = [k for k in kinds if k not in arrays]
+    if missing:
+        raise KeyError(f"train_vae: settings['images'] names {missing}, which `arrays` lacks (it has {sorted(arrays)})")
     import torch
 
     t0 = time.time()
-    pool = torch.from_numpy(np.concatenate([arrays["rgb"], arrays["depth"], arrays["normals"]]))
+    pool = torch.from_numpy(np.concatenate([arrays[k] for k in kinds]))
     if processes == 1:
         vae, report = _train_vae_process(0, 1, pool, settings, workdir)
     else:
-        import tempfile
-
-        import torch.multiprocessing as tmp
         from diffusers import AutoencoderKL
 
         workdir.mkdir(parents=True, exist_ok=True)
-        rendezvous = Path(tempfile.mkdtemp(prefix="genpercept-vae-")) / "rendezvous"  # outside the asset folder
         pool.share_memory_()  # the processes read the images from shared memory instead of copies
-        tmp.spawn(_train_vae_process, args=(processes, pool, settings, workdir, f"file://{rendezvous}"),
-                  nprocs=processes, join=True)
+        _spawn_data_parallel(_train_vae_process, (pool, settings, workdir), processes, settings.get("threads", 1))
         trained = workdir / "trained_vae"
         vae = AutoencoderKL.from_pretrained(trained).eval().requires_grad_(False)
         for p in vae.parameters():  # own the weights before the files go
             p.data = p.data.clone()
         report = json.loads((trained / "report.json").read_text())
         shutil.rmtree(trained, ignore_errors=True)
-        shutil.rmtree(rendezvous.parent, ignore_errors=True)
     report["train_seconds"] = round(time.time() - t0, 1)
     report["processes"] = processes
+    report["images"] = list(kinds)
     return vae, report
 
 
-def _train_vae_process(rank: int, world: int, pool, settings, workdir: Path, init_method: str | None = None):
+def _train_vae_process(rank: int, world: int, pool, settings, workdir: Path):
     """One process of ``train_vae`` on the image pool [M,3,H,W]: rank ``rank`` of ``world`` trains on its share of every batch."""
     import torch
 
     from genpercept_lessons.mini.components import make_vae
 
-    if world > 1:
-        import torch.distributed as dist
-
-        torch.set_num_threads(settings.get("threads", 1))
-        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     torch.manual_seed(settings["seed"])  # every process starts from the same weights and draws the same batches
     vae = make_vae(tuple(settings["block_out_channels"]), settings["latent_channels"], pool.shape[-1],
                    settings.get("norm_num_groups", 4))
@@ -220,14 +246,10 @@ def _train_vae_process(rank: int, world: int, pool, settings, workdir: Path, ini
     vae.train()
     losses = _run_resumable("vae", workdir, total, {"vae": vae, "opt": opt, "sched": sched}, step, g,
                             settings.get("checkpoint_every", 100), main=rank == 0)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
     if rank:
         return None
     vae.eval().requires_grad_(False)
-    with torch.no_grad():  # latent std over an even sample of RGB, depth and normals images
+    with torch.no_grad():  # latent std over an even sample of the training images
         idx = torch.linspace(0, len(pool) - 1, 768).long()
         means = torch.cat([vae.encode(pool[idx[i:i + 128]]).latent_dist.mean for i in range(0, len(idx), 128)])
     scaling = float(1.0 / means.std())
@@ -254,12 +276,14 @@ def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray
 
 
 def _diffusion_training(name: str, unet, targets, condition, settings: dict[str, Any], workdir: Path, position: int = 0,
-                        mask=None) -> dict[str, Any]:
+                        mask=None, rank: int = 0, world: int = 1) -> dict[str, Any]:
     """Train ``unet`` on the v-objective (DDPM, 1000 steps, scaled_linear, a random timestep per sample); returns a report.
 
     ``targets`` [N,4,h,w] are the clean latents; ``condition(idx, generator)`` gives the batch's extra UNet input
     (concatenated before the noisy latent; ``None`` for none) and its text embeddings [B,S,C]; ``mask`` [N,1,h,w]
-    weights the loss (default: every latent pixel).
+    weights the loss (default: every latent pixel). Process ``rank`` of ``world`` data-parallel ones (a torch.distributed
+    group) trains on its share of each batch; every process draws the whole batch's randomness, so they stay in step.
+    With ``settings["ema_decay"]`` the returned weights are an exponential moving average (diffusers' ``EMAModel``).
     """
     import torch
     from diffusers import DDPMScheduler
@@ -276,7 +300,13 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
         opt, lambda s: iter_exponential(s, total, settings["warmup"], settings["final_lr_ratio"]))
     g = torch.Generator().manual_seed(settings["seed"])
     bs = settings["batch_size"]
+    share = slice(rank * bs // world, (rank + 1) * bs // world)  # this process's part of every batch
     everywhere = torch.ones(bs, 1, *targets.shape[2:])
+    ema = None
+    if settings.get("ema_decay"):
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(unet.parameters(), decay=settings["ema_decay"], foreach=True)
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
     bf16 = _use_bf16(settings)
     n_train = train_sched.config.num_train_timesteps
@@ -293,36 +323,52 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
             noise = torch.randn(x0.shape, generator=g)
         noisy = train_sched.add_noise(x0, noise, t)
         v = train_sched.get_velocity(x0, noise, t)
+        if world > 1:
+            noisy, v, m, t, text = noisy[share], v[share], m[share], t[share], text[share]
+            extra = None if extra is None else extra[share]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = unet(noisy if extra is None else torch.cat([extra, noisy], dim=1), t, encoder_hidden_states=text).sample
         pred = pred.float()
         loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
-        return _update(loss, opt, sched, settings.get("max_grad_norm"))
+        value = _update(loss, opt, sched, settings.get("max_grad_norm"), _average_over_processes if world > 1 else None)
+        if ema is not None:
+            ema.step(unet.parameters())
+        return value
 
     t0 = time.time()
     unet.train()
-    losses = _run_resumable(name, workdir, total, {"unet": unet, "opt": opt, "sched": sched},
-                            step, g, settings.get("checkpoint_every", 100), position)
+    modules = {"unet": unet, "opt": opt, "sched": sched, **({"ema": ema} if ema is not None else {})}
+    losses = _run_resumable(name, workdir, total, modules, step, g, settings.get("checkpoint_every", 100), position,
+                            main=rank == 0)
+    if ema is not None:
+        ema.copy_to(unet.parameters())
     unet.eval().requires_grad_(False)
     return {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
             "parameters": sum(p.numel() for p in unet.parameters()), "precision": "bf16" if bf16 else "fp32"}
 
 
 def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_mask: np.ndarray,
-                   empty_embedding, settings: dict[str, Any], workdir: str | os.PathLike):
+                   empty_embedding, settings: dict[str, Any], workdir: str | os.PathLike, init_unet=None):
     """Train an 8-channel v-prediction UNet with Marigold's diffusion recipe on precomputed latents [N,4,h,w]; returns (unet, report).
 
-    The loss is the MSE between predicted and true v on latent pixels whose image patch is fully valid
-    (``latent_mask`` [N,h,w]); the noise is Marigold's annealed multi-resolution noise when
-    ``settings["multi_res_noise"]`` is set, else white. Introduced in notebook 01.
+    ``init_unet``: start from this 8-channel UNet (Marigold: Stable Diffusion's, ``repurpose.marigold_unet_from``;
+    it is trained in place) instead of random weights. The loss is the MSE between predicted and true v on latent
+    pixels whose image patch is fully valid (``latent_mask`` [N,h,w]); the noise is Marigold's annealed
+    multi-resolution noise when ``settings["multi_res_noise"]`` is set, else white. Introduced in notebook 01.
     """
     import torch
 
     from genpercept_lessons.mini.components import make_unet
 
     torch.manual_seed(settings["seed"])
-    unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1],
-                     norm_num_groups=settings.get("norm_num_groups", 32))
+    if init_unet is None:
+        unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1],
+                         norm_num_groups=settings.get("norm_num_groups", 32))
+    elif getattr(getattr(init_unet, "config", None), "in_channels", None) != 8:
+        raise ValueError("train_denoiser: `init_unet` must be an 8-channel UNet2DConditionModel "
+                         "(repurpose.marigold_unet_from widens a text-to-image one)")
+    else:
+        unet = init_unet.requires_grad_(True)
     rgb, bs = torch.from_numpy(rgb_latents), settings["batch_size"]
     text = empty_embedding.expand(bs, -1, -1)
     report = _diffusion_training(f"unet-{settings['task']}", unet, torch.from_numpy(target_latents),
@@ -353,28 +399,61 @@ def train_text_to_image(image_latents: np.ndarray, caption_embeddings: np.ndarra
 
     Each caption is swapped for the empty one (``empty_caption`` [1,S,C]) with probability ``settings["caption_dropout"]``,
     as classifier-free guidance training does (Ho & Salimans, arXiv 2207.12598), so that the empty prompt, the only
-    one Marigold ever shows the UNet, means "an image" rather than nothing the UNet has seen.
+    one Marigold ever shows the UNet, means "an image" rather than nothing the UNet has seen. With
+    ``settings["processes"]`` = P > 1 each batch is split over P single-threaded processes (as ``train_vae``).
     """
     import torch
-
-    from genpercept_lessons.mini.components import make_unet
 
     if caption_embeddings.shape[0] != image_latents.shape[0]:
         raise ValueError(f"train_text_to_image: {len(image_latents)} image latents but {len(caption_embeddings)} captions")
     if tuple(empty_caption.shape) != (1, *caption_embeddings.shape[1:]):
         raise ValueError(f"train_text_to_image: `empty_caption` must be [1, {caption_embeddings.shape[1]}, "
                          f"{caption_embeddings.shape[2]}], got {list(empty_caption.shape)}")
+    processes = _check_processes("train_text_to_image", settings)
+    workdir = Path(workdir)
+    latents, captions = torch.from_numpy(image_latents), torch.from_numpy(caption_embeddings)
+    empty = torch.as_tensor(empty_caption).detach().clone()
+    if processes == 1:
+        return _train_text_to_image_process(0, 1, latents, captions, empty, settings, workdir)
+    from diffusers import UNet2DConditionModel
+
+    t0 = time.time()
+    for tensor in (latents, captions, empty):
+        tensor.share_memory_()
+    _spawn_data_parallel(_train_text_to_image_process, (latents, captions, empty, settings, workdir), processes,
+                         settings.get("threads", 1))
+    trained = workdir / "trained_unet"
+    unet = UNet2DConditionModel.from_pretrained(trained).eval().requires_grad_(False)
+    for p in unet.parameters():  # own the weights before the files go
+        p.data = p.data.clone()
+    report = json.loads((trained / "report.json").read_text())
+    shutil.rmtree(trained, ignore_errors=True)
+    report.update(train_seconds=round(time.time() - t0, 1), processes=processes)
+    return unet, report
+
+
+def _train_text_to_image_process(rank: int, world: int, latents, captions, empty, settings, workdir: Path):
+    """One process of ``train_text_to_image``; with ``world`` > 1 rank 0 writes the weights to ``workdir``/trained_unet."""
+    import torch
+
+    from genpercept_lessons.mini.components import make_unet
+
     torch.manual_seed(settings["seed"])
-    unet = make_unet(tuple(settings["block_out_channels"]), caption_embeddings.shape[-1], image_latents.shape[-1],
+    unet = make_unet(tuple(settings["block_out_channels"]), captions.shape[-1], latents.shape[-1],
                      norm_num_groups=settings.get("norm_num_groups", 32), in_channels=4)
-    captions, p_drop = torch.from_numpy(caption_embeddings), settings.get("caption_dropout", 0.1)
+    p_drop = settings.get("caption_dropout", 0.1)
 
     def condition(idx, g):
         drop = torch.rand(len(idx), generator=g) < p_drop
-        return None, torch.where(drop[:, None, None], empty_caption, captions[idx])
+        return None, torch.where(drop[:, None, None], empty, captions[idx])
 
-    report = _diffusion_training("mini-sd", unet, torch.from_numpy(image_latents), condition, settings, Path(workdir))
-    return unet, report
+    report = _diffusion_training("mini-sd", unet, latents, condition, settings, workdir, rank=rank, world=world)
+    if world == 1:
+        return unet, report
+    if rank == 0:
+        unet.save_pretrained(workdir / "trained_unet")
+        atomic_write_bytes(workdir / "trained_unet" / "report.json", json.dumps(report).encode())
+    return None
 
 
 def make_pipeline(task: str, unet, vae, text_encoder, tokenizer, resolution: int):

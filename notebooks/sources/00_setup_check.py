@@ -9,7 +9,7 @@
 # - that the depth model answers: one tiny prediction, checked against ground truth.
 #
 # **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist
-# (`make assets` builds them once, ~15–20 minutes on 2 cores). Full profile: a CUDA GPU and access to the Hugging Face Hub.
+# (`make assets` builds them once, ~40 minutes on 2 cores). Full profile: a CUDA GPU and access to the Hugging Face Hub.
 #
 # **Time**: teaching ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
 #
@@ -27,7 +27,8 @@ set_seed(0)
 # %% [markdown]
 # ## 1. Versions, device, memory, assets
 # `check_environment` looks at what the lessons import, the device the profile asks for, free RAM, and (mini profile)
-# the four generated assets: the MiniScenes data, the mini VAE and the two mini-Marigold pipelines.
+# the six generated assets: the MiniScenes data, mini-SD's captioned views, the mini VAE, mini-SD (the text-to-image
+# model) and the two mini-Marigold pipelines fine-tuned from it.
 
 # %%
 from genpercept_lessons.setup_check import check_environment, format_checks

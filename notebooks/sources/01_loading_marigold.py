@@ -2,6 +2,8 @@
 # # 01 · Loading Marigold: the anatomy of a diffusion depth estimator
 #
 # **What you will learn**
+# - where Marigold starts: a text-to-image latent diffusion model (Stable Diffusion 2; here mini-SD, trained on this
+#   machine) that draws scenes from captions, and what its empty prompt means;
 # - the five parts of a Marigold pipeline and what each does: VAE, 8-channel UNet, scheduler, text encoder, tokenizer;
 # - how an RGB image becomes a latent (VAE posterior mean × scaling factor) and how a depth latent becomes depth
 #   (decode, mean of the 3 channels, clip, map to [0, 1]);
@@ -15,7 +17,8 @@
 # course`): 0.2 min · on a GPU: not measured yet.
 #
 # Facts used here come from the Marigold paper (Ke et al., CVPR 2024, §3) and diffusers'
-# `pipeline_marigold_depth.py` (`prs-eth/Marigold` and diffusers' `pipelines/marigold/`).
+# `pipeline_marigold_depth.py` (`prs-eth/Marigold` and diffusers' `pipelines/marigold/`); Stable Diffusion's training
+# from Rombach et al., CVPR 2022, and classifier-free guidance from Ho & Salimans, arXiv 2207.12598.
 
 # %%
 import numpy as np
@@ -30,7 +33,90 @@ print(profile.describe())
 set_seed(0)
 
 # %% [markdown]
-# ## 1. Load it the way everyone does
+# ## 1. Before Marigold: the generator it is made from
+# Marigold is not trained from scratch. It *is* Stable Diffusion 2 (Rombach et al., CVPR 2022), a text-to-image latent
+# diffusion model trained on billions of captioned images, fine-tuned for a few days on 74k synthetic depth maps
+# (Marigold §3, §4.1). The claim of the paper is that what SD learned about images is what makes so little labelled
+# data enough. The mini world follows the same path: **mini-SD**, a small text-to-image model, was trained on this
+# machine on 6,000 captioned MiniScenes views (RGB and a caption, no depth), with a VAE that saw RGB only, as SD's did;
+# mini-Marigold was then fine-tuned from it on the 2,000 labelled scenes (`genpercept_lessons/mini/build.py`).
+#
+# mini-SD is a plain diffusers `StableDiffusionPipeline`. Ask it for scenes it never saw: the last 256 captioned
+# views were held out of its training. Classifier-free guidance (Ho & Salimans) mixes the prediction for the caption
+# with the one for the empty prompt, `v = v("") + w · (v(caption) − v(""))`; `w = 1` is the caption alone.
+
+# %%
+from genpercept_lessons.mini.scenes import render_scene, scene_caption
+from genpercept_lessons.models import load_text_to_image
+from genpercept_lessons.profiles import mini_build_settings
+from genpercept_lessons.viz import caption_grid
+
+sd = load_text_to_image(profile)
+views = mini_build_settings()["captioned"]  # which MiniScenes stream, how many views, their size
+held_out = [views["n"] - 1 - i for i in range(4)]  # the last views: never shown to mini-SD
+captions = [scene_caption(views["seed"], i, views["height"], views["width"]) for i in held_out]
+real = np.stack([render_scene(views["seed"], i, views["height"], views["width"]).image for i in held_out])
+size = views["height"] if profile.is_mini else profile.resolution
+generated = {}
+for w in (1.0, 4.0):
+    generated[f"mini-SD, w = {w:g}"] = sd(captions, num_inference_steps=25, guidance_scale=w, height=size, width=size,
+                                          generator=torch.Generator().manual_seed(0), output_type="np").images
+generated = {k: (v * 255).round().astype(np.uint8) for k, v in generated.items()}
+for c in captions:
+    print(c)
+fig = caption_grid(real if profile.is_mini else generated["mini-SD, w = 4"], captions,
+                   rows=generated if profile.is_mini else None)
+
+# %% [markdown]
+# The top row is what the renderer drew for each caption, the rows below what mini-SD drew from the caption alone.
+# It is a small model trained for minutes, so expect rooms rather than photographs: does the wall colour follow the
+# caption? Do objects of the named colours appear? Guidance (`w = 4`) makes it follow the caption more closely.
+#
+# **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
+# noise an image latent at a random timestep, predict v. Score mini-SD on the held-out views with each view's own
+# caption, with another view's caption, and with the empty prompt. If the model reads its captions, its own caption
+# must explain the image better.
+
+# %%
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+
+from genpercept_lessons.images import images_to_tensor
+
+
+def caption_embeddings(text_encoder, tokenizer, texts):
+    """Captions -> the text encoder's last hidden states [N, 77, C], padded to 77 tokens as SD's pipelines pad them."""
+    ids = tokenizer(texts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids)[0]
+
+
+if profile.is_mini:
+    check = [views["n"] - 1 - i for i in range(64)]
+    check_images = np.stack([render_scene(views["seed"], i, views["height"], views["width"]).image for i in check])
+    check_captions = [scene_caption(views["seed"], i, views["height"], views["width"]) for i in check]
+    sd_scheduler = DDPMScheduler.from_config(sd.scheduler.config)  # 1000 training steps, v-prediction
+    with torch.no_grad():
+        z0 = sd.vae.encode(images_to_tensor(check_images, signed=True)).latent_dist.mode() * sd.vae.config.scaling_factor
+        g = torch.Generator().manual_seed(0)
+        t = torch.randint(0, 1000, (len(z0),), generator=g)
+        eps = torch.randn(z0.shape, generator=g)
+        z_t, v = sd_scheduler.add_noise(z0, eps, t), sd_scheduler.get_velocity(z0, eps, t)
+        text = caption_embeddings(sd.text_encoder, sd.tokenizer, check_captions)  # [64, 77, C]
+        empty = caption_embeddings(sd.text_encoder, sd.tokenizer, [""]).expand_as(text)
+        losses = {name: F.mse_loss(sd.unet(z_t, t, encoder_hidden_states=c).sample, v).item()
+                  for name, c in {"own caption": text, "another view's caption": text.roll(1, 0), "empty prompt": empty}.items()}
+    for name, value in losses.items():
+        print(f"held-out v-loss, {name:24s} {value:.4f}")
+    assert losses["own caption"] < losses["another view's caption"] and losses["own caption"] < losses["empty prompt"]
+
+# %% [markdown]
+# The empty prompt is the one Marigold will use, for every image (section 3). It is not "nothing": 10 % of mini-SD's
+# training captions were dropped to `""` (as in SD's training, so that guidance works), so `""` means "a MiniScenes
+# view, any one". Marigold keeps that conditioning fixed and changes what the UNet is asked to produce.
+
+# %% [markdown]
+# ## 2. Load it the way everyone does
 # `load_marigold` is a thin wrapper around `MarigoldDepthPipeline.from_pretrained(location)`: in the mini profile
 # `location` is a folder in the course cache laid out exactly like the Hub repository `prs-eth/marigold-depth-v1-0`.
 
@@ -41,7 +127,7 @@ for name, component in pipe.components.items():
     print(f"{name:13s} {type(component).__name__:28s} {'' if size is None else f'{size / 1e6:8.2f} M parameters'}")
 
 # %% [markdown]
-# ## 2. The parts, one by one
+# ## 3. The parts, one by one
 # **UNet input: 8 channels.** Marigold widens Stable Diffusion's first convolution from 4 to 8 input channels: the RGB
 # latent and the (noisy) depth latent are concatenated, RGB first (Marigold §3.2: the pretrained weights are duplicated
 # and halved).
@@ -90,7 +176,7 @@ if Path(profile.depth_model).is_dir():
 print("spacing diffusers uses:", pipe.scheduler.config.timestep_spacing)
 
 # %% [markdown]
-# ## 3. Predict with the pipeline
+# ## 4. Predict with the pipeline
 # Four held-out MiniScenes images, the pipeline's default of 10 DDIM steps, one ensemble member, a fixed seed.
 # `processing_resolution=0` keeps the native resolution so that our own loop below sees exactly the same pixels.
 
@@ -108,7 +194,7 @@ reference = pipe(as_tensor, num_inference_steps=STEPS, processing_resolution=0,
 print("pipeline output:", reference.shape, reference.dtype, f"range [{reference.min():.3f}, {reference.max():.3f}]")
 
 # %% [markdown]
-# ## 4. The same thing in 15 lines
+# ## 5. The same thing in 15 lines
 # Encode the RGB image, start from Gaussian noise, and let DDIM walk the depth latent down the timesteps, each time
 # asking the UNet for *v* given `cat(rgb_latent, depth_latent)`; then decode and average the three channels.
 
@@ -145,13 +231,14 @@ print(f"max |library - pipeline| = {np.abs(library - reference).max():.2e}")
 assert np.abs(library - reference).max() <= 1e-4
 
 # %% [markdown]
-# ## 5. Three decoded channels, one depth
+# ## 6. Three decoded channels, one depth
 # Stable Diffusion's VAE, which Marigold keeps frozen, was trained on RGB images only, so it decodes *three* channels;
 # Marigold stores depth replicated in all three and reads it back as their mean. That such a VAE round-trips a depth
 # map at all is one of Marigold's premises, measured in its supplement (B.1: a mean absolute error of 0.0095 on 800
-# Hypersim depth maps). The mini VAE has it easier: it was trained on RGB images *and* on depth and normal maps
-# stored as images (`train_vae` in `genpercept_lessons/mini/marigold_training.py`). How much do the channels
-# disagree? (Marigold's supplement B.2 reports a standard deviation of ~0.002 for SD's VAE on NYUv2.)
+# Hypersim depth maps). The mini VAE is in the same position: mini-SD's VAE, trained on the captioned RGB views only
+# (`train_vae` in `genpercept_lessons/mini/marigold_training.py`), never saw a depth map. Its round trip on the
+# held-out depth maps was measured when it was built (`genpercept_metadata.json` in its folder). How much do the
+# channels disagree? (Marigold's supplement B.2 reports a standard deviation of ~0.002 for SD's VAE on NYUv2.)
 
 # %%
 spread = decoded.std(dim=1).mean().item()
@@ -167,7 +254,7 @@ fig = prediction_grid(images, {"ground truth": batch["depth"], f"pipeline, {STEP
                                "our loop": ours}, masks=None)
 
 # %% [markdown]
-# ## 6. How this checkpoint was trained
+# ## 7. How this checkpoint was trained
 # Marigold fine-tunes the UNet with Stable Diffusion's own objective, plus a few choices of its own. From the paper
 # (§3.3, §4.1) and its v1-0 trainer (`config/train_marigold.yaml`, `src/trainer/marigold_trainer.py` in `prs-eth/Marigold`):
 #
@@ -181,8 +268,8 @@ fig = prediction_grid(images, {"ground truth": batch["depth"], f"pipeline, {STEP
 # The noise $\varepsilon$ is not plain white noise: Marigold uses **annealed multi-resolution noise** (strength 0.9 · t/T):
 # coarse Gaussian fields, upsampled, are added to the white noise, more so the larger $t$. Plus random left-right flips
 # and Adam with an exponentially decaying learning rate. mini-Marigold was trained with exactly these steps; only the
-# sizes and the learning rates differ (a small UNet trained from scratch for 2,000 steps with a larger peak rate, instead
-# of SD2 fine-tuned for ~20k; the normals run decays to 10 % instead of 1 %, which measured better at this length).
+# sizes and the learning rates differ (mini-SD's small UNet fine-tuned for 2,000 steps with a larger peak rate, instead
+# of SD2's for ~20k; the normals run decays to 10 % instead of 1 %, which measured better at this length).
 
 # %%
 from genpercept_lessons.training_noise import multi_resolution_noise
