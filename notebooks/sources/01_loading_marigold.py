@@ -69,8 +69,11 @@ fig = caption_grid(real if profile.is_mini else generated["mini-SD, w = 4"], cap
 
 # %% [markdown]
 # The top row is what the renderer drew for each caption, the rows below what mini-SD drew from the caption alone.
-# It is a small model trained for minutes, so expect rooms rather than photographs: does the wall colour follow the
-# caption? Do objects of the named colours appear? Guidance (`w = 4`) makes it follow the caption more closely.
+# Be warned: this mini-SD is a 3.9 M-parameter model trained for 4,000 steps on 2 CPU cores, and on the course's
+# default build it draws colour fields with a darker ceiling band and a lighter floor, not recognisable rooms or
+# objects. Does any colour of the caption show up? Does guidance (`w = 4`) change that? SD2 draws what its captions
+# say because it saw billions of images; whether a small one learned anything from its captions, the check below
+# measures.
 #
 # **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
 # noise an image latent at a random timestep, predict v. Score mini-SD on the held-out views with each view's own
