@@ -130,6 +130,20 @@ def test_load_text_to_image_loads_a_stable_diffusion_folder(tiny_sd_dir):
     assert get_profile("full").text_to_image_model == "stabilityai/stable-diffusion-2"
 
 
+def test_unreachable_hub_for_the_text_to_image_model_says_what_to_do(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("from genpercept_lessons import get_profile\nfrom genpercept_lessons.models import load_text_to_image\n"
+            "load_text_to_image(get_profile('full', device='cpu'))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0
+    assert "RuntimeError: Could not load 'stabilityai/stable-diffusion-2'" in r.stderr, r.stderr[-2000:]
+    assert "What to do" in r.stderr and "During handling of the above exception" not in r.stderr
+
+
 def test_caption_grid_puts_each_caption_under_its_image():
     from genpercept_lessons.viz import caption_grid
 

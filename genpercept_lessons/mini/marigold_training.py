@@ -162,6 +162,22 @@ def _data_parallel_process(rank: int, world: int, worker, args: tuple, init_meth
         dist.destroy_process_group()
 
 
+def _hand_over(model, report: dict, folder: Path) -> None:
+    """Rank 0 of a data-parallel run: write the trained ``model`` and its ``report`` for the parent process."""
+    model.save_pretrained(folder)
+    atomic_write_bytes(folder / "report.json", json.dumps(report).encode())
+
+
+def _take_over(model_class, folder: Path):
+    """The parent of a data-parallel run: load what ``_hand_over`` wrote (weights owned in memory), then delete it."""
+    model = model_class.from_pretrained(folder).eval().requires_grad_(False)
+    for p in model.parameters():  # own the weights before the files go
+        p.data = p.data.clone()
+    report = json.loads((folder / "report.json").read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    return model, report
+
+
 def _check_processes(caller: str, settings: dict[str, Any]) -> int:
     processes = settings.get("processes", 1)
     if not isinstance(processes, int) or processes < 1 or settings["batch_size"] % processes:
@@ -197,12 +213,7 @@ def train_vae(arrays: dict[str, np.ndarray], settings: dict[str, Any], workdir: 
         workdir.mkdir(parents=True, exist_ok=True)
         pool.share_memory_()  # the processes read the images from shared memory instead of copies
         _spawn_data_parallel(_train_vae_process, (pool, settings, workdir), processes, settings.get("threads", 1))
-        trained = workdir / "trained_vae"
-        vae = AutoencoderKL.from_pretrained(trained).eval().requires_grad_(False)
-        for p in vae.parameters():  # own the weights before the files go
-            p.data = p.data.clone()
-        report = json.loads((trained / "report.json").read_text())
-        shutil.rmtree(trained, ignore_errors=True)
+        vae, report = _take_over(AutoencoderKL, workdir / "trained_vae")
     report["train_seconds"] = round(time.time() - t0, 1)
     report["processes"] = processes
     report["images"] = list(kinds)
@@ -257,8 +268,7 @@ def _train_vae_process(rank: int, world: int, pool, settings, workdir: Path):
     report = {"final_loss": float(np.mean(losses[-50:])), "scaling_factor": scaling,
               "precision": "bf16" if bf16 else "fp32"}
     if world > 1:  # hand the weights to the parent process
-        vae.save_pretrained(workdir / "trained_vae")
-        atomic_write_bytes(workdir / "trained_vae" / "report.json", json.dumps(report).encode())
+        _hand_over(vae, report, workdir / "trained_vae")
         return None
     return vae, report
 
@@ -422,12 +432,7 @@ def train_text_to_image(image_latents: np.ndarray, caption_embeddings: np.ndarra
         tensor.share_memory_()
     _spawn_data_parallel(_train_text_to_image_process, (latents, captions, empty, settings, workdir), processes,
                          settings.get("threads", 1))
-    trained = workdir / "trained_unet"
-    unet = UNet2DConditionModel.from_pretrained(trained).eval().requires_grad_(False)
-    for p in unet.parameters():  # own the weights before the files go
-        p.data = p.data.clone()
-    report = json.loads((trained / "report.json").read_text())
-    shutil.rmtree(trained, ignore_errors=True)
+    unet, report = _take_over(UNet2DConditionModel, workdir / "trained_unet")
     report.update(train_seconds=round(time.time() - t0, 1), processes=processes)
     return unet, report
 
@@ -451,8 +456,7 @@ def _train_text_to_image_process(rank: int, world: int, latents, captions, empty
     if world == 1:
         return unet, report
     if rank == 0:
-        unet.save_pretrained(workdir / "trained_unet")
-        atomic_write_bytes(workdir / "trained_unet" / "report.json", json.dumps(report).encode())
+        _hand_over(unet, report, workdir / "trained_unet")
     return None
 
 

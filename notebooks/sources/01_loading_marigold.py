@@ -101,19 +101,27 @@ if profile.is_mini:
     sd_scheduler = DDPMScheduler.from_config(sd.scheduler.config)  # 1000 training steps, v-prediction
     with torch.no_grad():
         z0 = sd.vae.encode(images_to_tensor(check_images, signed=True)).latent_dist.mode() * sd.vae.config.scaling_factor
-        g = torch.Generator().manual_seed(0)
-        t = torch.randint(0, 1000, (len(z0),), generator=g)
-        eps = torch.randn(z0.shape, generator=g)
-        z_t, v = sd_scheduler.add_noise(z0, eps, t), sd_scheduler.get_velocity(z0, eps, t)
         text = caption_embeddings(sd.text_encoder, sd.tokenizer, check_captions)  # [64, 77, C]
         empty = caption_embeddings(sd.text_encoder, sd.tokenizer, [""]).expand_as(text)
-        losses = {name: F.mse_loss(sd.unet(z_t, t, encoder_hidden_states=c).sample, v).item()
-                  for name, c in {"own caption": text, "another view's caption": text.roll(1, 0), "empty prompt": empty}.items()}
+        prompts = {"own caption": text, "another view's caption": text.roll(1, 0), "empty prompt": empty}
+        losses = {name: 0.0 for name in prompts}
+        g = torch.Generator().manual_seed(0)
+        for _ in range(4):  # four draws of t and noise, the same for every prompt: a paired comparison
+            t = torch.randint(0, 1000, (len(z0),), generator=g)
+            eps = torch.randn(z0.shape, generator=g)
+            z_t, v = sd_scheduler.add_noise(z0, eps, t), sd_scheduler.get_velocity(z0, eps, t)
+            for name, c in prompts.items():
+                losses[name] += F.mse_loss(sd.unet(z_t, t, encoder_hidden_states=c).sample, v).item() / 4
     for name, value in losses.items():
         print(f"held-out v-loss, {name:24s} {value:.4f}")
-    assert losses["own caption"] < losses["another view's caption"] and losses["own caption"] < losses["empty prompt"]
+    assert losses["own caption"] < losses["another view's caption"]
 
 # %% [markdown]
+# The own caption explains its image better than another view's: mini-SD reads its captions. It does so only by a
+# few per cent (on the course's default build 1.7-4.4 %, draw by draw), and the empty prompt lands in between, so
+# close to the own caption (0.2-2.5 % above it, depending on the draw) that no direction is asserted for it: another
+# build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
+#
 # The empty prompt is the one Marigold will use, for every image (section 3). It is not "nothing": 10 % of mini-SD's
 # training captions were dropped to `""` (as in SD's training, so that guidance works), so `""` means "a MiniScenes
 # view, any one". Marigold keeps that conditioning fixed and changes what the UNet is asked to produce.
