@@ -26,10 +26,11 @@ from genpercept_lessons.lr_schedules import iter_exponential
 from genpercept_lessons.runtime import step_generator
 from genpercept_lessons.tasks import TASKS
 
-__all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "e2e_predict",
-           "finetune_end_to_end"]
+__all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "e2e_latent", "e2e_predict",
+           "target_latent", "finetune_end_to_end"]
 
 _NOISES = ("zeros", "gaussian")
+_LOSSES = ("task", "latent")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class E2EConfig:
     final_lr_ratio: float = 0.01
     max_grad_norm: float = 1.0
     noise: str = "zeros"
+    loss: str = "task"  # "task": on the decoded map (E2E-FT); "latent": MSE to the target's VAE latent, nothing decoded
     hflip: bool = True
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"
@@ -66,6 +68,8 @@ class E2EConfig:
             raise ValueError(f"E2EConfig: `task` must be 'depth' or 'normals', got {self.task!r}")
         if self.noise not in _NOISES:
             raise ValueError(f"E2EConfig: `noise` must be one of {_NOISES}, got {self.noise!r}")
+        if self.loss not in _LOSSES:
+            raise ValueError(f"E2EConfig: `loss` must be one of {_LOSSES}, got {self.loss!r}")
         if self.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"E2EConfig: `mixed_precision` must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.max_grad_norm > 0):  # also rejects NaN
@@ -143,22 +147,56 @@ def training_batch(datasets, weights, batch_size: int, generator, hflip: bool = 
     return out
 
 
-def e2e_predict(unet, vae, rgb_latent, text_embedding, alpha_bar_T: float, timestep: int, task: str, noise=None):
-    """One E2E-FT forward pass: x̂0 = √ᾱ_T·z − √(1−ᾱ_T)·v̂ from one UNet call at ``timestep``, decoded WITH gradients.
+def e2e_latent(unet, rgb_latent, text_embedding, alpha_bar_T: float, timestep: int, noise=None):
+    """E2E-FT's one UNet call at ``timestep``: x̂0 = √ᾱ_T·z − √(1−ᾱ_T)·v̂, the predicted target latent [B,4,h,w] (scaled).
 
-    rgb_latent [B,4,h,w] (scaled), text_embedding [1,S,C], noise z [B,4,h,w] or None (= zeros) ->
-    depth [B,H,W] in [-1,1] (mean of the 3 channels, clamped) or unit normals [B,3,H,W]. Introduced in notebook 05.
+    rgb_latent [B,4,h,w] (scaled), text_embedding [1,S,C], noise z [B,4,h,w] or None (= zeros). Introduced in notebook 05.
     """
     import torch
 
     z = torch.zeros_like(rgb_latent) if noise is None else noise
     t = torch.full((len(z),), timestep, device=z.device, dtype=torch.long)
     v = unet(torch.cat([rgb_latent, z], dim=1), t, encoder_hidden_states=text_embedding.expand(len(z), -1, -1)).sample
-    x0 = alpha_bar_T ** 0.5 * z - (1 - alpha_bar_T) ** 0.5 * v
+    return alpha_bar_T ** 0.5 * z - (1 - alpha_bar_T) ** 0.5 * v
+
+
+def e2e_predict(unet, vae, rgb_latent, text_embedding, alpha_bar_T: float, timestep: int, task: str, noise=None):
+    """One E2E-FT forward pass: ``e2e_latent``, then decoded WITH gradients.
+
+    Same inputs as ``e2e_latent`` -> depth [B,H,W] in [-1,1] (mean of the 3 channels, clamped) or unit normals
+    [B,3,H,W]. Introduced in notebook 05.
+    """
+    import torch
+
+    x0 = e2e_latent(unet, rgb_latent, text_embedding, alpha_bar_T, timestep, noise)
     image = vae.decode(x0 / vae.config.scaling_factor).sample  # no torch.no_grad() here: the gradient goes through
     if task == "depth":
         return image.mean(1).clamp(-1, 1)
     return torch.nn.functional.normalize(image, dim=1, eps=1e-5).clamp(-1, 1)
+
+
+def target_latent(vae, batch: dict, task: str):
+    """The target of a ``training_batch`` as Marigold encodes it: a 3-channel image in [-1,1] -> VAE latent [B,4,h,w] (scaled).
+
+    Depth: each image's (already clamped) depth mapped linearly to [-1,1] over its valid pixels, invalid pixels (and
+    flat images, which have no valid pixels here) -> +1, far (as ``targets.normalize_depth``); normals: the unit
+    vectors, unknown ones 0. No gradients: this is the
+    regression target of the latent-only loss (``E2EConfig(loss="latent")``). Introduced in notebook 09.
+    """
+    import torch
+
+    if task == "depth":
+        d, m = batch["depth"], batch["depth_mask"]
+        lo = torch.where(m, d, torch.inf).amin(dim=(1, 2), keepdim=True)
+        hi = torch.where(m, d, -torch.inf).amax(dim=(1, 2), keepdim=True)
+        span = (hi - lo).where(m.flatten(1).any(1)[:, None, None], torch.ones_like(hi))
+        image = torch.where(m, (d - lo) / span.clamp_min(1e-6) * 2 - 1, torch.ones_like(d)).clamp(-1, 1)
+        image = image[:, None].expand(-1, 3, -1, -1)
+    else:
+        image = batch["normals"] * batch["normals_mask"][:, None]
+    device = next(vae.parameters()).device
+    with torch.no_grad():
+        return vae.encode(image.to(device)).latent_dist.mode() * vae.config.scaling_factor
 
 
 def _trailing_pipeline(pipe, unet):
@@ -306,8 +344,13 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
             noise = None if config.noise == "zeros" else torch.randn(latent.shape, generator=g).to(device)
             sync = micro == config.grad_accumulation - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), autocast():
-                pred = e2e_predict(model, vae, latent, text, alpha_bar, timestep, task, noise)
-                loss = _task_loss(task, pred, batch, device) / config.grad_accumulation
+                if config.loss == "latent":  # GenPercept's latent-space loss: nothing is decoded
+                    pred = e2e_latent(model, latent, text, alpha_bar, timestep, noise)
+                    loss = torch.nn.functional.mse_loss(pred.float(), target_latent(vae, batch, task))
+                else:
+                    pred = e2e_predict(model, vae, latent, text, alpha_bar, timestep, task, noise)
+                    loss = _task_loss(task, pred, batch, device)
+                loss = loss / config.grad_accumulation
                 accelerator.backward(loss)
             total += loss.item()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), config.max_grad_norm)

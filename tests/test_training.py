@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from genpercept_lessons.finetuning import E2EConfig, e2e_predict, finetune_end_to_end, training_batch
+from genpercept_lessons.finetuning import (
+    E2EConfig,
+    e2e_latent,
+    e2e_predict,
+    finetune_end_to_end,
+    target_latent,
+    training_batch,
+)
 from genpercept_lessons.inference import empty_text_embedding
 from genpercept_lessons.losses import affine_invariant_l1, angular_loss
 from genpercept_lessons.lr_schedules import iter_exponential
@@ -340,6 +347,43 @@ def test_finetune_first_loss_is_the_e2e_loss_and_accumulation_averages(depth_pip
     assert res.losses[0] == pytest.approx(np.mean(losses), rel=1e-5)
 
 
+def test_target_latent_encodes_marigolds_target_image(depth_pipe, normals_pipe, ds):
+    """Depth: each image's clamped depth mapped to [-1, 1] over its valid pixels (as targets.normalize_depth), 3
+    channels, encoded; invalid pixels are far (+1). Normals: the vectors themselves, unknown ones 0."""
+    from genpercept_lessons.targets import normalize_depth
+
+    g = torch.Generator().manual_seed(0)
+    b = training_batch([ds], [1.0], 3, g, hflip=False)
+    b["depth_mask"][0, :4] = False  # some invalid pixels
+    expected = np.stack([normalize_depth(d, m, 0, 100) for d, m in zip(b["depth"].numpy(), b["depth_mask"].numpy())])
+    with torch.no_grad():
+        want = depth_pipe.vae.encode(torch.from_numpy(expected)[:, None].expand(-1, 3, -1, -1)).latent_dist.mode()
+    got = target_latent(depth_pipe.vae, b, "depth")
+    assert got.shape == (3, 4, 8, 8) and not got.requires_grad  # 16 px, the tiny VAE downsamples x2
+    torch.testing.assert_close(got, want * depth_pipe.vae.config.scaling_factor, atol=1e-5, rtol=1e-4)
+    b["normals_mask"][1] = False
+    with torch.no_grad():
+        want = normals_pipe.vae.encode(b["normals"] * b["normals_mask"][:, None]).latent_dist.mode()
+    torch.testing.assert_close(target_latent(normals_pipe.vae, b, "normals"), want * normals_pipe.vae.config.scaling_factor)
+
+
+def test_finetune_latent_loss_is_the_mse_to_the_target_latent_and_decodes_nothing(depth_pipe, ds, tmp_path, monkeypatch):
+    import genpercept_lessons.finetuning as training
+
+    decoded = []
+    monkeypatch.setattr(training, "e2e_predict", lambda *a, **k: decoded.append(1))
+    config = E2EConfig(steps=1, loss="latent", **FAST)
+    res = finetune_end_to_end(depth_pipe, ds, config, workdir=tmp_path, progress=False)
+    assert not decoded  # the latent-only loss never calls the decoder
+    _, _, text, t_max, ab = _inputs(depth_pipe, ds)
+    b = training_batch([ds], [1.0], 2, step_generator(config.seed, 0, 0), config.hflip)
+    with torch.no_grad():
+        latent = depth_pipe.vae.encode(b["rgb"]).latent_dist.mode() * depth_pipe.vae.config.scaling_factor
+        x0 = e2e_latent(depth_pipe.unet, latent, text, ab, t_max)
+        want = torch.nn.functional.mse_loss(x0, target_latent(depth_pipe.vae, b, "depth")).item()
+    assert res.losses[0] == pytest.approx(want, rel=1e-5)
+
+
 def test_finetune_normals_first_loss_is_the_angular_loss(normals_pipe, ds, tmp_path):
     config = E2EConfig(task="normals", steps=1, **FAST)
     res = finetune_end_to_end(normals_pipe, ds, config, workdir=tmp_path, progress=False)
@@ -430,6 +474,7 @@ def test_finetune_bf16_after_fp32_in_one_process(depth_pipe, ds, tmp_path):
     ({"lr": 0.0}, "lr"),
     ({"weight_decay": -0.1}, "weight_decay"),
     ({"max_grad_norm": 0.0}, "max_grad_norm"),
+    ({"loss": "pixels"}, "loss"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=re.escape(field)):

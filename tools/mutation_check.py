@@ -161,7 +161,7 @@ MUTANTS: list[Mutant] = [
       "return angle.mean()", "angular loss averaged over every pixel, masked ones included"),
     # --- E2E-FT forward and loss (notebook 05) -------------------------------------------------------------------
     M("training-x0-is-minus-v", "finetuning.py",
-      "x0 = alpha_bar_T ** 0.5 * z - (1 - alpha_bar_T) ** 0.5 * v", "x0 = -v",
+      "return alpha_bar_T ** 0.5 * z - (1 - alpha_bar_T) ** 0.5 * v", "return -v",
       "E2E-FT x̂0 = −v̂, dropping √ᾱ_T·z and √(1−ᾱ_T)"),
     M("training-depth-channel-0", "finetuning.py", "return image.mean(1).clamp(-1, 1)",
       "return image[:, 0].clamp(-1, 1)", "E2E-FT depth from channel 0 instead of the channel mean"),
@@ -172,8 +172,7 @@ MUTANTS: list[Mutant] = [
     M("training-alpha-bar-t0", "finetuning.py", "alpha_bar = float(pipe.scheduler.alphas_cumprod[timestep])",
       "alpha_bar = float(pipe.scheduler.alphas_cumprod[0])", "ᾱ of t = 0 used with the UNet at t = T"),
     M("training-no-accumulation-average", "finetuning.py",
-      "loss = _task_loss(task, pred, batch, device) / config.grad_accumulation",
-      "loss = _task_loss(task, pred, batch, device)", "micro-batch losses summed instead of averaged"),
+      "loss = loss / config.grad_accumulation", "loss = loss", "micro-batch losses summed instead of averaged"),
     M("training-percentiles-over-invalid", "finetuning.py", "np.percentile(d[m], [2, 98])", "np.percentile(d, [2, 98])",
       "depth clamp percentiles over every pixel, invalid ones included"),
     M("training-flip-negates-y", "finetuning.py", 'out["normals"][flip, 0] *= -1', 'out["normals"][flip, 1] *= -1',
