@@ -12,7 +12,7 @@ import torch
 from genpercept_lessons.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, lesson
 from genpercept_lessons.exercises._fixtures import ddim_scheduler
 
-QUESTIONS = [(n, q) for n in range(1, 9) for q in lesson(n).__all__]
+QUESTIONS = [(n, q) for n in range(1, 10) for q in lesson(n).__all__]
 
 
 def _run_solution(ex):
@@ -170,6 +170,12 @@ def _disparity_in_depth_space(pred, depth, mask):  # fits the disparity map to d
     return float(np.mean(scores))
 
 
+def _edges_counting_invalid(depth, mask, ratio):
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    return mask & (maximum_filter(depth, size=(1, 3, 3)) / minimum_filter(depth, size=(1, 3, 3)) > ratio)
+
+
 BAD = {
     (1, "q1"): [lambda vae, x: vae.encode(x).latent_dist.mode(),  # forgot the scaling factor
                 lambda vae, x: vae.encode(x).latent_dist.sample() * vae.config.scaling_factor],
@@ -202,6 +208,9 @@ BAD = {
                 lambda p, g, m: float(np.degrees(np.arccos(np.clip((p[m] * g[m]).sum(1), -1, 1))).mean())],  # no norm.
     (7, "q1"): [_widen_without_halving, _widen_with_zeros, _widen_in_place],
     (8, "q1"): [_disparity_pooled, _disparity_in_depth_space],
+    (9, "q1"): [lambda d, m, r: m.copy(),  # every valid pixel
+                lambda d, m, r: m & (np.abs(np.gradient(d, axis=2)) > r - 1),  # a horizontal difference, not a ratio
+                _edges_counting_invalid],
 }
 
 
@@ -243,6 +252,6 @@ def test_hints_are_graded_and_solutions_print(capsys):
 
 
 def test_lesson_rejects_unknown_numbers():
-    for number in (0, 9, True, "3"):
+    for number in (0, 10, True, "3"):
         with pytest.raises(ValueError, match="number"):
             lesson(number)

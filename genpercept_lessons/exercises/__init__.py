@@ -1,6 +1,6 @@
 """Exercises with automatic checks, in the style of Kaggle's learntools: ``q1.check(answer)``, ``q1.hint()``, ``q1.solution()``.
 
-Each lesson has a module (``exercises.lesson01`` … ``lesson08``) with its questions ``q1``, ``q2``, …; a learner's
+Each lesson has a module (``exercises.lesson01`` … ``lesson09``) with its questions ``q1``, ``q2``, …; a learner's
 untouched starter code returns the placeholder ``____`` and is reported as "not attempted", so the notebooks still
 run from top to bottom. Solutions live here, outside the learner notebooks. Introduced in notebook 01.
 """
@@ -198,7 +198,7 @@ class ValueExercise(Exercise):
 
 
 def lesson(number: int):
-    """The exercises module of lesson ``number`` (1–8): ``ex = lesson(3); ex.q1.check(...)``. Introduced in notebook 01."""
-    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 8:
-        raise ValueError(f"lesson: `number` must be an int in [1, 8], got {number!r}")
+    """The exercises module of lesson ``number`` (1–9): ``ex = lesson(3); ex.q1.check(...)``. Introduced in notebook 01."""
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 9:
+        raise ValueError(f"lesson: `number` must be an int in [1, 9], got {number!r}")
     return importlib.import_module(f"{__name__}.lesson{number:02d}")
