@@ -6,6 +6,11 @@ import numpy as np
 __all__ = ["degrade_depth_map", "degrade_depth"]
 
 
+def _check_settings(caller: str, noise: float, holes: float, blur: float) -> None:
+    if not (noise >= 0 and 0 <= holes < 1 and blur >= 0):  # also rejects NaN
+        raise ValueError(f"{caller}: need noise >= 0, 0 <= holes < 1, blur >= 0; got {noise}, {holes}, {blur}")
+
+
 def degrade_depth_map(depth, mask, rng, noise: float = 0.03, holes: float = 0.1, blur: float = 1.0):
     """One map as a depth sensor might deliver it: blurred edges, relative noise, holes. Introduced in notebook 09.
 
@@ -19,8 +24,7 @@ def degrade_depth_map(depth, mask, rng, noise: float = 0.03, holes: float = 0.1,
     depth, mask = np.asarray(depth, dtype=np.float32), np.asarray(mask, dtype=bool)
     if depth.ndim != 2 or depth.shape != mask.shape:
         raise ValueError(f"degrade_depth_map: `depth` and `mask` must be [H,W] of one shape, got {depth.shape} and {mask.shape}")
-    if not (noise >= 0 and 0 <= holes < 1 and blur >= 0):
-        raise ValueError(f"degrade_depth_map: need noise >= 0, 0 <= holes < 1, blur >= 0; got {noise}, {holes}, {blur}")
+    _check_settings("degrade_depth_map", noise, holes, blur)
     out = depth
     if blur > 0 and mask.any():  # blur the valid pixels only (normalised convolution), so windows do not leak in
         filled = np.where(mask, depth, 0.0)
@@ -45,7 +49,7 @@ def degrade_depth(dataset, noise: float = 0.03, holes: float = 0.1, blur: float 
         if column not in getattr(dataset, "column_names", ()):
             raise ValueError(f"degrade_depth: `dataset` must have a {column!r} column (the course's schema), "
                              f"got {getattr(dataset, 'column_names', type(dataset).__name__)}")
-    degrade_depth_map(np.ones((2, 2)), np.ones((2, 2), bool), np.random.default_rng(0), noise, holes, blur)  # check
+    _check_settings("degrade_depth", noise, holes, blur)
     rng = np.random.default_rng(seed)
 
     def degrade(rows):

@@ -84,7 +84,7 @@ def fine_tune(unet, data, **changes):
 # arXiv 2403.06090) ablates it directly: trained from scratch instead of from Stable Diffusion, the same
 # architecture fails, so "extensive pre-training on large-scale data is indispensable".
 #
-# The mini version: the same E2E-FT budget from three starting points that differ only in their weights,
+# The mini version: the same E2E-FT budget from two starting points that differ only in their weights,
 # - **mini-SD**: the text-to-image UNet, `conv_in` widened to 8 channels (lesson 01), never trained on depth;
 # - **none**: the same architecture with random weights;
 #
@@ -140,8 +140,8 @@ from genpercept_lessons.metrics import align_scale_shift, depth_metrics
 
 valid = np.asarray(rows["mask"], dtype=bool)
 depth_gt = np.asarray(rows["depth"], dtype=np.float32)
-filled = np.where(valid, depth_gt, np.nan)
-near, far = minimum_filter(np.nan_to_num(filled, nan=np.inf), size=(1, 3, 3)), maximum_filter(np.nan_to_num(filled, nan=0), size=(1, 3, 3))
+near = minimum_filter(np.where(valid, depth_gt, np.inf), size=(1, 3, 3))  # invalid pixels cannot win
+far = maximum_filter(np.where(valid, depth_gt, 0.0), size=(1, 3, 3))
 edges = valid & (far / near > 1.1)
 print(f"edge pixels: {edges.sum() / valid.sum():.1%} of the valid ones")
 
