@@ -23,8 +23,14 @@ import numpy as np
 from genpercept_lessons.atomic import atomic_torch_save, replace_folder
 from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.lr_schedules import iter_exponential
+from genpercept_lessons.normals_convention import (
+    COURSE_CONVENTION,
+    convert_normals,
+    normals_convention,
+    write_convention,
+)
 from genpercept_lessons.runtime import step_generator
-from genpercept_lessons.tasks import TASKS
+from genpercept_lessons.tasks import TASKS, pipeline_task
 
 __all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "e2e_latent", "e2e_predict",
            "target_latent", "finetune_end_to_end"]
@@ -175,12 +181,12 @@ def e2e_predict(unet, vae, rgb_latent, text_embedding, alpha_bar_T: float, times
     return torch.nn.functional.normalize(image, dim=1, eps=1e-5).clamp(-1, 1)
 
 
-def target_latent(vae, batch: dict, task: str):
+def target_latent(vae, batch: dict, task: str, convention: str = COURSE_CONVENTION):
     """The target of a ``training_batch`` as Marigold encodes it: a 3-channel image in [-1,1] -> VAE latent [B,4,h,w] (scaled).
 
     Depth: each image's (already clamped) depth mapped linearly to [-1,1] over its valid pixels, invalid pixels (and
     flat images, which have no valid pixels here) -> +1, far (as ``targets.normalize_depth``); normals: the unit
-    vectors, unknown ones 0. No gradients: this is the
+    vectors in the model's frame ``convention`` (the batch is x-right), unknown ones 0. No gradients: this is the
     regression target of the latent-only loss (``E2EConfig(loss="latent")``). Introduced in notebook 09.
     """
     import torch
@@ -193,7 +199,7 @@ def target_latent(vae, batch: dict, task: str):
         image = torch.where(m, (d - lo) / span.clamp_min(1e-6) * 2 - 1, torch.ones_like(d)).clamp(-1, 1)
         image = image[:, None].expand(-1, 3, -1, -1)
     else:
-        image = batch["normals"] * batch["normals_mask"][:, None]
+        image = convert_normals(batch["normals"], COURSE_CONVENTION, convention, axis=1) * batch["normals_mask"][:, None]
     device = next(vae.parameters()).device
     with torch.no_grad():
         return vae.encode(image.to(device)).latent_dist.mode() * vae.config.scaling_factor
@@ -212,6 +218,8 @@ def _save_pipeline(pipe, folder: Path, record: dict) -> None:
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     pipe.save_pretrained(partial)
+    if pipeline_task(pipe) == "normals":
+        write_convention(partial, normals_convention(pipe))
     (partial / "genpercept_finetune.json").write_text(json.dumps(record, indent=2))
     replace_folder(partial, folder)
 
@@ -233,7 +241,6 @@ def _training_sets(train_data) -> tuple[list, list[float]]:
 
 
 def _check_pipeline(pipe, config: E2EConfig) -> str:
-    from genpercept_lessons.tasks import pipeline_task
 
     task = pipeline_task(pipe)
     if task != config.task:
@@ -319,6 +326,7 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     text = empty_text_embedding(pipe).to(device)  # the 2-token embedding inference uses (E2E-FT trains on 77 tokens)
     # 3. E2E-FT's single step: t = T with ᾱ_T of Marigold's schedule
     timestep = pipe.scheduler.config.num_train_timesteps - 1
+    frame = normals_convention(pipe) if task == "normals" else COURSE_CONVENTION  # targets meet predictions in x-right
     alpha_bar = float(pipe.scheduler.alphas_cumprod[timestep])
     # 4. Optimiser and LR schedule (stepped by us once per optimiser step: accelerate would step it per process)
     opt, sched = _optimizer(unet, config)
@@ -346,10 +354,10 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), autocast():
                 if config.loss == "latent":  # GenPercept's latent-space loss: nothing is decoded
                     pred = e2e_latent(model, latent, text, alpha_bar, timestep, noise)
-                    loss = torch.nn.functional.mse_loss(pred.float(), target_latent(vae, batch, task))
+                    loss = torch.nn.functional.mse_loss(pred.float(), target_latent(vae, batch, task, frame))
                 else:
                     pred = e2e_predict(model, vae, latent, text, alpha_bar, timestep, task, noise)
-                    loss = _task_loss(task, pred, batch, device)
+                    loss = _task_loss(task, pred, batch, device, frame)
                 loss = loss / config.grad_accumulation
                 accelerator.backward(loss)
             total += loss.item()
@@ -384,9 +392,9 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     return result
 
 
-def _task_loss(task: str, pred, batch: dict, device):
+def _task_loss(task: str, pred, batch: dict, device, convention: str = COURSE_CONVENTION):
     from genpercept_lessons.losses import affine_invariant_l1, angular_loss
 
     if task == "depth":
         return affine_invariant_l1(pred, batch["depth"].to(device), batch["depth_mask"].to(device))
-    return angular_loss(pred, batch["normals"].to(device), batch["normals_mask"].to(device))
+    return angular_loss(convert_normals(pred, convention, axis=1), batch["normals"].to(device), batch["normals_mask"].to(device))

@@ -11,6 +11,7 @@ import numpy as np
 
 from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.noise_schedules import SPACINGS, with_spacing
+from genpercept_lessons.normals_convention import convert_normals, normals_convention
 from genpercept_lessons.tasks import pipeline_task
 
 __all__ = ["NOISE_TYPES", "Prediction", "encode_empty_prompt", "empty_text_embedding", "encode_rgb", "predict", "predict_detailed"]
@@ -22,7 +23,7 @@ NOISE_TYPES = ("gaussian", "zeros")
 class Prediction:
     """What ``predict_detailed`` returns: the final prediction and, per step, the timestep and decoded x̂0."""
 
-    prediction: np.ndarray  # depth [N,H,W] in [0,1] or unit normals [N,H,W,3]
+    prediction: np.ndarray  # depth [N,H,W] in [0,1] or unit normals [N,H,W,3], x right, y up, z toward the viewer
     timesteps: list[int] = field(default_factory=list)
     start_latents: object = None  # torch [N*E,4,h,w]: the noise the loop started from
     step_inputs: list = field(default_factory=list)  # per step, torch [N*E,4,h,w]: the latent fed to the UNet
@@ -162,20 +163,23 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
                          step_inputs=step_inputs, x0_latents=x0_latents)
         # 5. Decode with the VAE and remove the padding: depth [N*E,1,H',W'] in [0,1] or normals [N*E,3,H',W']
         pred = pipe.image_processor.unpad_image(_decode(pipe, final), padding)
-        out.x0_decoded = [_to_numpy(pipe.image_processor.unpad_image(_decode(pipe, lat), padding), task)
+        out.x0_decoded = [_to_numpy(pipe.image_processor.unpad_image(_decode(pipe, lat), padding), pipe)
                           for lat in x0_latents]
         # 6. Combine the ensemble members, 7. resize back to the input size (normals renormalised)
         pred = _ensemble(pipe, pred, n, ensemble, task)
         pred = pipe.image_processor.resize_antialias(pred, original, "bilinear", is_aa=False)
         if task == "normals":
             pred = pipe.normalize_normals(pred)
-    out.prediction = _to_numpy(pred, task)
+    out.prediction = _to_numpy(pred, pipe)
     return out
 
 
-def _to_numpy(pred, task):
+def _to_numpy(pred, pipe):
+    """Decoded [N,C,H,W] -> depth [N,H,W] or normals [N,H,W,3] in the course's x-right frame (the one conversion point)."""
     arr = pred.float().cpu().numpy()
-    return arr[:, 0] if task == "depth" else arr.transpose(0, 2, 3, 1)
+    if pipeline_task(pipe) == "depth":
+        return arr[:, 0]
+    return convert_normals(arr.transpose(0, 2, 3, 1), normals_convention(pipe))
 
 
 def predict(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian", ensemble: int = 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from genpercept_lessons.normals_convention import checkpoint_convention, normals_convention, set_normals_convention
 from genpercept_lessons.profiles import Profile, get_profile
 from genpercept_lessons.tasks import check_task, folder_task, pipeline_class, pipeline_task
 
@@ -63,7 +64,9 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
     Mini profile: the pipeline folder in the asset cache, built on first use (~15 min; ``make assets`` does the same)
     unless ``build_missing=False``, which raises FileNotFoundError instead. Full profile: a hub id such as
     ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout. ``model`` (a folder, or a hub id in the full
-    profile) replaces the profile's model for ``task``.
+    profile) replaces the profile's model for ``task``. A normals pipeline records the frame it predicts in
+    (``profile.normals_convention``, else its checkpoint's: E2E-FT's ``GonzaloMG/*`` are x-left); the course's
+    ``predict`` returns x-right whatever the model.
     """
     import torch
 
@@ -97,6 +100,9 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
             raise _hub_error(location, err) from None
     pipe = pipe.to(profile.device)
     pipe.set_progress_bar_config(disable=not progress_bar)
+    if task == "normals":  # predictions leave the course's loops in x-right (normals_convention.py)
+        declared = profile.normals_convention if model is None else None
+        set_normals_convention(pipe, declared or checkpoint_convention(location))
     return pipe
 
 
@@ -155,4 +161,6 @@ def with_scheduler(pipe, scheduler):
                         f"got {type(scheduler).__name__}")
     new = type(pipe).from_pipe(pipe, scheduler=scheduler)
     new.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    if pipeline_task(pipe) == "normals":
+        set_normals_convention(new, normals_convention(pipe))
     return new

@@ -120,6 +120,7 @@ class Profile:
     dtype: str = "float32"
     build_seed: int | None = None  # mini only: which build variant (see mini_build)
     build_precision: str | None = None  # mini only: the precision that build trains in, "bf16" or "fp32"
+    normals_convention: str | None = None  # the frame normals_model predicts in; None = normals_convention.checkpoint_convention
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -209,6 +210,10 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
     device = overrides.get("device")
     if device is not None and not (isinstance(device, str) and device.split(":")[0] in ("cpu", "cuda", "mps")):
         raise ValueError(f"get_profile: `device` must be 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
+    if overrides.get("normals_convention") is not None:
+        from genpercept_lessons.normals_convention import check_convention
+
+        check_convention("get_profile", overrides["normals_convention"])
     variant = {k: overrides[k] for k in ("build_seed", "build_precision") if k in overrides}
     if variant and name != "mini":
         raise TypeError(f"get_profile: {sorted(variant)} only apply to the mini profile, not {name!r}")

@@ -7,8 +7,10 @@ centre, ml-hypersim issue #9), plus the optional ``normal_cam.hdf5`` and ``rende
 Normals convention assumed for ``normal_cam.hdf5``: Hypersim's camera space as its README ("Coordinate conventions")
 defines it: +x right, +y up, +z away from where the camera looks, i.e. toward the viewer. That is already the
 diffusers/Marigold frame this course uses, so no axes are flipped; the vectors are re-normalised and flipped where
-they face away from the camera (back faces; ml-hypersim issue #26, GeoWizard ``align_normals``). E2E-FT instead
-flips y and z of the ``normal_cam.png`` previews (E2E-FT ``training/dataloaders/load.py``), which encode the vectors differently; we read HDF5.
+they face away from the camera (back faces; ml-hypersim issue #26, GeoWizard ``align_normals``). The dataset's
+``normal_cam.png`` previews encode the same vectors as ``(n + 1) / 2`` (ml-hypersim ``generate_hdf5_from_vrimg.py``);
+E2E-FT reads those previews, flips y and z, aligns, then negates (E2E-FT ``training/dataloaders/load.py``), so its
+normals, and the checkpoints trained on them, are x-left: see ``genpercept_lessons.normals_convention``.
 """
 from __future__ import annotations
 

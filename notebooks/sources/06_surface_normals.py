@@ -43,15 +43,25 @@ else:  # NYUv2's labeled set has no normals; hold out Hypersim's val split (the 
 # A unit normal has components in [−1, 1], exactly the range of a VAE input, so Marigold-normals encodes the normal
 # map like an RGB image. A camera-facing wall is (0, 0, 1), the floor seen from above-front points up, (0, 1, ·).
 # Check it on a scene: the mean normal over floor pixels should point up, over the back wall toward us.
+#
+# **Which way is x?** Not every checkpoint agrees. This course, diffusers' `visualize_normals` and Marigold v1-1 use x
+# right, y up, z toward the viewer. E2E-FT's normals models (`GonzaloMG/marigold-normals`,
+# `GonzaloMG/marigold-e2e-ft-normals`) were trained on normals that point x *left*: its Hypersim loader flips y and z
+# and then negates the vector (E2E-FT `training/dataloaders/load.py`), the frame of the DSINE evaluation data. Scored
+# against x-right targets such a model would look ~40° worse than it is. `load_marigold` records each model's frame
+# (`genpercept_lessons.normals_convention`) and the course's `predict` returns x-right whatever the model, so the
+# numbers below compare like with like; fine-tuning converts the targets the other way.
 
 # %%
 from genpercept_lessons.mini.scenes import LABELS
+from genpercept_lessons.normals_convention import normals_convention
 from genpercept_lessons.viz import colorize_normals
 
 scene = test[0]
 floor = scene["mask"] & (scene["label"] == LABELS.index("floor"))
 print("labels:", LABELS)
 print("mean floor normal:", scene["normals"][floor].mean(0).round(2))
+print("this model predicts in frame:", normals_convention(pipe), "(predict() returns x-right)")
 assert scene["normals"][floor].mean(0)[1] > 0.9  # y up
 fig, axes = plt.subplots(1, 2, figsize=(6, 3))
 axes[0].imshow(scene["image"])
