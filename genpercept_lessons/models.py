@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from genpercept_lessons.normals_convention import checkpoint_convention, normals_convention, set_normals_convention
 from genpercept_lessons.profiles import Profile, get_profile
-from genpercept_lessons.tasks import check_task, folder_task, pipeline_class, pipeline_task
+from genpercept_lessons.tasks import PIPELINE_CLASS_NAMES, check_task, pipeline_class, pipeline_task
 
 __all__ = ["load_marigold", "load_text_to_image", "with_scheduler"]
 
@@ -42,19 +43,69 @@ def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missin
     build_mini_assets(profile.build_seed, profile.build_precision)
 
 
+class _Mismatch(ValueError):
+    """A checkpoint that loads but is not what was asked for (the other task, a text-to-image UNet)."""
+
+
+def _hub_model_index(location: str) -> dict:
+    """The model_index.json of a hub id (from the local hub cache when offline), or the actionable hub error."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return json.loads(Path(hf_hub_download(location, "model_index.json")).read_text())
+    except Exception as err:  # offline, unknown id, gated repo, network down: huggingface_hub raises many kinds
+        raise _hub_error(location, err) from None
+
+
+def _from_parts(cls, location: str, task: str, dtype):
+    """A checkpoint saved in another layout (E2E-FT saves a ``StableDiffusionPipeline``) as the core Marigold pipeline.
+
+    Part by part, as E2E-FT's own evaluation loads its checkpoints (E2E-FT ``Marigold/infer.py``): UNet, VAE, text
+    encoder, tokenizer, and a DDIM scheduler from the saved scheduler config (E2E-FT's trainer saves trailing spacing,
+    ``training/train.py``). No ``custom_pipeline`` (remote code) is run; the defaults are E2E-FT's evaluation settings:
+    1 step at the image's own resolution (``--denoise_steps 1 --processing_res 0``).
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", dtype=dtype)
+    if unet.config.in_channels != 8:
+        raise _Mismatch(f"'{location}' has a {unet.config.in_channels}-channel UNet: a text-to-image model, not a "
+                         "Marigold or E2E-FT estimator (those take cat(rgb latent, target latent), 8 channels); "
+                         "load it with load_text_to_image, or repurpose it as lesson 01 shows")
+    settings = {"depth": {"scale_invariant": True, "shift_invariant": True}, "normals": {"use_full_z_range": True}}[task]
+    return cls(unet=unet, vae=AutoencoderKL.from_pretrained(location, subfolder="vae", dtype=dtype),
+               scheduler=DDIMScheduler.from_pretrained(location, subfolder="scheduler"),
+               text_encoder=CLIPTextModel.from_pretrained(location, subfolder="text_encoder", dtype=dtype),
+               tokenizer=CLIPTokenizer.from_pretrained(location, subfolder="tokenizer"), prediction_type=task,
+               default_denoising_steps=1, default_processing_resolution=0, **settings)
+
+
+def _load(cls, location: str, task: str, dtype, index: dict):
+    """``location`` (folder or hub id) as ``cls``: directly if it is saved as one, else part by part (``_from_parts``)."""
+    name = index.get("_class_name")
+    found = {v: k for k, v in PIPELINE_CLASS_NAMES.items()}.get(name)
+    if found is not None and found != task:
+        raise _Mismatch(f"'{location}' holds a {found} pipeline but {task} was asked for; load it as task={found!r} "
+                         f"(--task {found} on the command line) or pass a {task} model")
+    return cls.from_pretrained(location, dtype=dtype) if found == task else _from_parts(cls, location, task, dtype)
+
+
 def _from_folder(cls, folder: Path, task: str, dtype):
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(f"'{folder}' is not a Marigold pipeline folder (no model_index.json); expected a folder "
                                 "saved by pipe.save_pretrained, e.g. the --out of `python -m genpercept_lessons.cli.train`")
-    found = folder_task(folder)
-    if found is not None and found != task:
-        raise ValueError(f"'{folder}' holds a {found} pipeline but {task} was asked for; load it as task={found!r} "
-                         f"(--task {found} on the command line) or pass a {task} model")
     try:
-        return cls.from_pretrained(str(folder), dtype=dtype)
-    except (OSError, ValueError, KeyError) as err:
-        raise RuntimeError(f"could not load the pipeline in '{folder}' ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0][:200]})") from None
+        index = json.loads((folder / "model_index.json").read_text())
+    except ValueError:
+        raise RuntimeError(f"'{folder}/model_index.json' is not valid JSON") from None
+    try:
+        return _load(cls, str(folder), task, dtype, index)
+    except _Mismatch:
+        raise
+    except (OSError, KeyError, ValueError) as err:
+        raise RuntimeError(f"could not load the {task} model in '{folder}' (saved as {index.get('_class_name')}; "
+                           f"{type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
 
 
 def load_marigold(profile: Profile | str | None = None, task: str = "depth", progress_bar: bool = False, *,
@@ -94,8 +145,11 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
         raise FileNotFoundError(f"load_marigold: model folder '{location}' does not exist (and it is not a hub id "
                                 "of the form 'owner/name')")
     else:
+        index = _hub_model_index(location)
         try:
-            pipe = cls.from_pretrained(location, dtype=dtype)
+            pipe = _load(cls, location, task, dtype, index)
+        except _Mismatch:
+            raise
         except (OSError, ValueError) as err:  # offline, unknown id, gated repo, network down
             raise _hub_error(location, err) from None
     pipe = pipe.to(profile.device)

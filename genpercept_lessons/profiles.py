@@ -10,11 +10,19 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "get_profile", "mini_build", "mini_build_settings",
-           "cpu_has_bf16"]
+__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "FULL_CHECKPOINTS", "get_profile", "mini_build",
+           "mini_build_settings", "cpu_has_bf16"]
 
 PROFILE_NAMES = ("mini", "full")
 PRECISIONS = ("auto", "fp32", "bf16")
+# The full profile's released checkpoints, by generation (``get_profile("full", checkpoints="v1-1")`` or
+# $GENPERCEPT_CHECKPOINTS). Marigold v1-0 released no normals model: the E2E-FT authors trained one with Marigold's
+# recipe (E2E-FT README). v1-1 is what diffusers' Marigold docs load. "e2e-ft" are those two after E2E-FT.
+FULL_CHECKPOINTS = {
+    "v1-0": {"depth": "prs-eth/marigold-depth-v1-0", "normals": "GonzaloMG/marigold-normals"},
+    "v1-1": {"depth": "prs-eth/marigold-depth-v1-1", "normals": "prs-eth/marigold-normals-v1-1"},
+    "e2e-ft": {"depth": "GonzaloMG/marigold-e2e-ft-depth", "normals": "GonzaloMG/marigold-e2e-ft-normals"},
+}
 
 
 def cpu_has_bf16() -> bool:
@@ -121,6 +129,7 @@ class Profile:
     build_seed: int | None = None  # mini only: which build variant (see mini_build)
     build_precision: str | None = None  # mini only: the precision that build trains in, "bf16" or "fp32"
     normals_convention: str | None = None  # the frame normals_model predicts in; None = normals_convention.checkpoint_convention
+    checkpoints: str | None = None  # full only: which FULL_CHECKPOINTS generation depth_model / normals_model come from
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -132,6 +141,7 @@ class Profile:
         """A few lines naming the profile, device and models, printed by every notebook's first cell."""
         build = (f"\nmini build: seed {self.build_seed}, {self.build_precision} (set GENPERCEPT_MINI_SEED / "
                  "GENPERCEPT_MINI_PRECISION for another)" if self.is_mini else "")
+        build += f"\ncheckpoints: Marigold {self.checkpoints} (GENPERCEPT_CHECKPOINTS: v1-0, v1-1, e2e-ft)" if self.checkpoints else ""
         return (f"profile: {self.name} | device: {self.device} | resolution: {self.resolution}\n"
                 f"depth model: {self.depth_model}\nnormals model: {self.normals_model}{build}")
 
@@ -173,11 +183,16 @@ def _mini(**overrides: Any) -> Profile:
 
 
 def _full(**overrides: Any) -> Profile:
+    checkpoints = overrides.pop("checkpoints", None) or os.environ.get("GENPERCEPT_CHECKPOINTS", "").strip() or "v1-0"
+    if checkpoints not in FULL_CHECKPOINTS:
+        raise ValueError(f"get_profile: `checkpoints` (or GENPERCEPT_CHECKPOINTS) must be one of {tuple(FULL_CHECKPOINTS)}, "
+                         f"got {checkpoints!r}")
     return Profile(
         name="full",
         device=overrides.pop("device", None) or _default_device("full"),
-        depth_model="prs-eth/marigold-depth-v1-0",
-        normals_model="GonzaloMG/marigold-normals",
+        depth_model=FULL_CHECKPOINTS[checkpoints]["depth"],
+        normals_model=FULL_CHECKPOINTS[checkpoints]["normals"],
+        checkpoints=checkpoints,
         text_to_image_model="stabilityai/stable-diffusion-2",  # Marigold's base (Ke et al. §4.1; prs-eth/Marigold README)
         dataset="nyuv2",
         resolution=768,
@@ -217,6 +232,10 @@ def get_profile(name: str | None = None, **overrides: Any) -> Profile:
     variant = {k: overrides[k] for k in ("build_seed", "build_precision") if k in overrides}
     if variant and name != "mini":
         raise TypeError(f"get_profile: {sorted(variant)} only apply to the mini profile, not {name!r}")
+    if "checkpoints" in overrides:
+        if name != "full":
+            raise TypeError("get_profile: `checkpoints` only applies to the full profile (the mini one trains its own)")
+        variant["checkpoints"] = overrides["checkpoints"]
     profile = (_mini if name == "mini" else _full)(device=overrides.get("device"), **variant)
     rest = {k: v for k, v in overrides.items() if k not in ("device", *variant)}
     return dataclasses.replace(profile, **rest) if rest else profile

@@ -186,6 +186,13 @@ plt.tight_layout()
 # the leading bug and the trailing fix on every build. The E2E-FT row here is a short 60-step fine-tune: on the builds
 # we measured it lands between 6 % below and level with its starting point, inside the build-to-build spread
 # (`docs/robustness.md`), so only "no worse" is checked; lesson 05's 150 steps show the real gain.
+#
+# *Loading E2E-FT's released checkpoints.* Its trainer saves them as a `StableDiffusionPipeline` folder with an
+# 8-channel UNet and a trailing scheduler (E2E-FT `training/train.py`); its README loads them with
+# `custom_pipeline=` (code from the Hub). The course does what E2E-FT's own evaluation does (`Marigold/infer.py`): it
+# loads the parts (UNet, VAE, text encoder, tokenizer, scheduler) into diffusers' core `MarigoldDepthPipeline`, so
+# the same loop as everywhere else runs them: 1 trailing step from zeros at the image's own resolution. A folder
+# saved as a Marigold pipeline loads directly; `load_marigold` tells the two apart from `model_index.json`.
 
 # %%
 import shutil
@@ -208,7 +215,7 @@ if profile.is_mini:
     shutil.rmtree(workdir)  # its checkpoints: the model stays in memory
     mine["E2E-FT, 1 step (60 steps of fine-tuning)"] = evaluate(short.pipe, test, n=N, steps=1, noise="zeros",
                                                                 protocol=protocol.name)["metrics"]["abs_rel"]
-else:  # the released E2E-FT checkpoint, in the same core pipeline with trailing + zeros (E2E-FT README)
+else:  # the released E2E-FT checkpoint, its parts in the core pipeline, 1 trailing step from zeros
     ft = load_marigold(get_profile("full", depth_model="GonzaloMG/marigold-e2e-ft-depth"), "depth")
     mine["E2E-FT, 1 step (released)"] = evaluate(ft, test, n=N, steps=1, noise="zeros",
                                                  protocol=protocol.name)["metrics"]["abs_rel"]
