@@ -10,7 +10,14 @@ TEST_WORKERS ?= 2
 
 SPREAD_BUILDS ?= 0:auto 1:fp32 2:auto 3:auto
 
-.PHONY: setup assets lab test test-lib test-notebooks notebooks lint course spread clean-venv mutation
+# make export-assets FILE=… writes the current mini build into one archive to hand to a room;
+# make lab IMPORT=… installs such an archive first. JupyterLab refuses to start as root (containers, cloud VMs)
+# without --allow-root, which make lab adds there; LAB_ARGS passes more options (e.g. --no-browser --port 8899).
+FILE ?= genpercept-build.tar.gz
+IMPORT ?=
+LAB_ARGS ?=
+
+.PHONY: setup assets export-assets lab test test-lib test-notebooks notebooks lint course spread clean-venv mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +28,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-assets: setup  ## build the mini assets (MiniScenes, mini VAE, mini-Marigold depth + normals) if the cache lacks them
+assets: setup  ## build the mini assets (MiniScenes, VAE, mini-SD, mini-Marigold) the cache lacks, in this terminal
 	$(PY) -m genpercept_lessons assets
 
-lab: assets  ## open the course in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+export-assets: assets  ## write the current mini build into one archive, $(FILE) (learners: make lab IMPORT=$(FILE))
+	$(PY) -m genpercept_lessons assets --export "$(FILE)"
+
+lab: setup  ## open the course in JupyterLab at once; the mini assets build in the background (lessons wait for them)
+ifneq ($(strip $(IMPORT)),)
+	$(PY) -m genpercept_lessons assets --import "$(IMPORT)"
+endif
+	$(PY) -m genpercept_lessons assets --background
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 test: assets  ## library tests + every notebook under nbval (lax: fail on errors and failed asserts)
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope \

@@ -89,19 +89,26 @@ def build_asset(final: str | os.PathLike, settings: dict[str, Any], build: Calla
     """Run ``build(partial_dir)`` unless ``final`` is already complete; then write the manifest and rename into place.
 
     The partial folder (``<final>.partial``) is kept between attempts so that a training step inside
-    ``build`` can resume from its own checkpoints after an interruption.
+    ``build`` can resume from its own checkpoints after an interruption. The build holds the build lock of
+    ``final``'s folder (``build_lock.exclusive``): while another process holds it, this waits for it instead.
     """
+    from genpercept_lessons.build_lock import exclusive
+
     final = Path(final)
     if is_complete(final):
         return final
-    if final.exists():  # a corrupted or half-renamed build: never use it
-        shutil.rmtree(final)
-    partial = final.with_name(final.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    build(partial)
-    marker = {"settings": settings, "files": _manifest(partial)}
-    atomic_write_bytes(partial / MARKER, json.dumps(marker, indent=1, default=str).encode())
-    replace_folder(partial, final)
+    # one build at a time in a cache: if another process is building, wait for it (it may be building this very folder)
+    with exclusive(final.parent, final.name, until=lambda: is_complete(final, check_hashes=False)) as ours:
+        if not ours or is_complete(final):
+            return final
+        if final.exists():  # a corrupted or half-renamed build: never use it
+            shutil.rmtree(final)
+        partial = final.with_name(final.name + ".partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        build(partial)
+        marker = {"settings": settings, "files": _manifest(partial)}
+        atomic_write_bytes(partial / MARKER, json.dumps(marker, indent=1, default=str).encode())
+        replace_folder(partial, final)
     return final
 
 

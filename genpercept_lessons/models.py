@@ -24,7 +24,10 @@ def _hub_error(location: str, err: Exception) -> RuntimeError:
 
 
 def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missing: bool) -> None:
-    """Build the mini assets if ``location``, the profile's own folder for ``task`` ("depth", "normals", "sd"), lacks them."""
+    """Wait for the mini asset ``task`` ("depth", "normals", "sd") if ``location``, the profile's own folder, lacks it.
+
+    The build runs in the background (started here if none runs); the caller waits for it with a progress bar.
+    """
     from genpercept_lessons.assets import is_complete
     from genpercept_lessons.mini.build import mini_asset_paths
 
@@ -35,12 +38,10 @@ def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missin
     if not build_missing:
         what = "mini-SD text-to-image" if task == "sd" else f"mini-Marigold {task}"
         raise FileNotFoundError(f"the {what} model is not built yet ({location}); run `make assets` once "
-                                "in a terminal (about 40 minutes on 2 CPU cores), or pass a pipeline folder")
-    from genpercept_lessons.mini.build import build_mini_assets
+                                "in a terminal (about 30 minutes on 2 CPU cores), or pass a pipeline folder")
+    from genpercept_lessons.mini.background import ensure_mini_assets
 
-    print("The mini-Marigold models are not built yet: building them now (about 40 minutes on 2 CPU cores; "
-          "`make assets` does the same from a terminal).")
-    build_mini_assets(profile.build_seed, profile.build_precision)
+    ensure_mini_assets([task], profile.build_seed, profile.build_precision)
 
 
 class _Mismatch(ValueError):
@@ -112,9 +113,9 @@ def load_marigold(profile: Profile | str | None = None, task: str = "depth", pro
                   model: str | None = None, build_missing: bool = True):
     """The diffusers ``MarigoldDepthPipeline`` / ``MarigoldNormalsPipeline`` of ``profile`` on its device. Introduced in notebook 01.
 
-    Mini profile: the pipeline folder in the asset cache, built on first use (~15 min; ``make assets`` does the same)
-    unless ``build_missing=False``, which raises FileNotFoundError instead. Full profile: a hub id such as
-    ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout. ``model`` (a folder, or a hub id in the full
+    Mini profile: the pipeline folder in the asset cache; if it is not built yet, this waits for the background build
+    (``make lab`` starts it; started here if none runs), or with ``build_missing=False`` raises FileNotFoundError.
+    Full profile: a hub id such as ``prs-eth/marigold-depth-v1-0`` or a local folder in the same layout. ``model`` (a folder, or a hub id in the full
     profile) replaces the profile's model for ``task``. A normals pipeline records the frame it predicts in
     (``profile.normals_convention``, else its checkpoint's: E2E-FT's ``GonzaloMG/*`` are x-left); the course's
     ``predict`` returns x-right whatever the model.
@@ -164,7 +165,7 @@ def load_text_to_image(profile: Profile | str | None = None, progress_bar: bool 
                        build_missing: bool = True):
     """The text-to-image model Marigold starts from, as a diffusers ``StableDiffusionPipeline``. Introduced in notebook 01.
 
-    Mini profile: mini-SD from the asset cache (built on first use, as ``load_marigold``). Full profile:
+    Mini profile: mini-SD from the asset cache (waiting for the background build, as ``load_marigold``). Full profile:
     ``profile.text_to_image_model`` (Marigold's base, ``stabilityai/stable-diffusion-2``) or ``model``, a hub id or a
     folder in the same layout.
     """

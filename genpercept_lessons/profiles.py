@@ -6,15 +6,17 @@ every other setting can be overridden by keyword: ``get_profile("mini", device="
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "FULL_CHECKPOINTS", "get_profile", "mini_build",
-           "mini_build_settings", "cpu_has_bf16"]
+__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "FULL_CHECKPOINTS", "DEFAULT_BUILD_FILE", "get_profile",
+           "mini_build", "mini_build_settings", "cpu_has_bf16"]
 
 PROFILE_NAMES = ("mini", "full")
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_BUILD_FILE = "default-build.json"  # in the cache: the build variant an imported archive brought
 # The full profile's released checkpoints, by generation (``get_profile("full", checkpoints="v1-1")`` or
 # $GENPERCEPT_CHECKPOINTS). Marigold v1-0 released no normals model: the E2E-FT authors trained one with Marigold's
 # recipe (E2E-FT README). v1-1 is what diffusers' Marigold docs load. "e2e-ft" are those two after E2E-FT.
@@ -35,24 +37,41 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def _cache_default_build() -> dict[str, Any]:
+    """The build variant an imported archive made this cache's default ({} if none): {"seed": int, "precision": str}."""
+    from genpercept_lessons.assets import cache_root
+
+    try:
+        found = json.loads((cache_root() / DEFAULT_BUILD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def mini_build(seed: int | None = None, precision: str | None = None) -> dict[str, Any]:
     """Which mini world: {"seed": int, "precision": "bf16"|"fp32" (effective), "requested": str}. Introduced in notebook 00.
 
     ``seed`` defaults to ``$GENPERCEPT_MINI_SEED`` (else 0) and seeds every trained model; the MiniScenes are the same
     for every build. ``precision`` defaults to ``$GENPERCEPT_MINI_PRECISION`` (else "auto": bf16 autocast where the CPU
     has bf16 kernels, fp32 elsewhere). Both name the cache folders, so each build variant lives beside the others.
+    Where neither is given nor set, a build imported from an archive (``assets --import``) is the cache's default.
     """
+    env_seed = os.environ.get("GENPERCEPT_MINI_SEED", "").strip()
+    env_precision = os.environ.get("GENPERCEPT_MINI_PRECISION", "").strip().lower()
+    source = "`precision`"
+    if seed is None and precision is None and not env_seed and not env_precision:
+        imported = _cache_default_build()
+        seed, precision = imported.get("seed", 0), imported.get("precision", "auto")
+        source = f"{DEFAULT_BUILD_FILE} in the cache (written by `assets --import`)"
     if seed is None:
-        text = os.environ.get("GENPERCEPT_MINI_SEED", "").strip() or "0"
+        text = env_seed or "0"
         if not text.isdigit():
             raise ValueError(f"GENPERCEPT_MINI_SEED must be a non-negative integer, got {text!r}")
         seed = int(text)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"mini_build: `seed` must be a non-negative int, got {seed!r}")
-    source = "`precision`"
     if precision is None:
-        precision, source = os.environ.get("GENPERCEPT_MINI_PRECISION", "").strip().lower() or "auto", \
-            "GENPERCEPT_MINI_PRECISION"
+        precision, source = env_precision or "auto", "GENPERCEPT_MINI_PRECISION"
     if precision not in PRECISIONS:
         raise ValueError(f"mini_build: {source} must be one of {PRECISIONS}, got {precision!r}")
     effective = precision

@@ -79,10 +79,22 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
         ready, paths = mini_assets_ready(**variant), mini_asset_paths(**variant)
         checks.append(Check("mini build", True, f"seed {profile.build_seed}, {profile.build_precision} "
                             "(GENPERCEPT_MINI_SEED / GENPERCEPT_MINI_PRECISION pick another)"))
+        if not all(ready.values()):
+            from genpercept_lessons.assets import cache_root
+            from genpercept_lessons.build_lock import build_state, overall_progress
+
+            state, status = build_state(cache_root())
+            log = f"; log: {status['log']}" if status.get("log") else ""
+            if state == "running":
+                frac, doing = overall_progress(cache_root())
+                done = f"{100 * frac:.0f} %, now {doing}" if frac is not None else doing
+                missing, fix = f"being built in the background ({done}{log})", "wait: a lesson that needs it waits too"
+            else:
+                stopped = (f"the last build stopped{log}; " if state in ("crashed", "failed") else "")
+                missing, fix = "not built", (f"{stopped}`make lab` builds the assets in the background (about 30 "
+                                             "minutes on 2 CPU cores, once), or run `make assets` in a terminal")
         for name, ok in ready.items():
-            checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else "not built",
-                                "run `make assets` in a terminal (about 40 minutes on 2 CPU cores), or just "
-                                "go on: the first lesson that needs it builds it"))
+            checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else missing, "" if ok else fix))
     else:
         from pathlib import Path
 

@@ -117,7 +117,7 @@ def test_doctor_on_an_empty_cache_says_make_assets_and_exits_1(tmp_cache, capsys
     out = capsys.readouterr().out
     assert "✓ python:" in out and "✓ torch:" in out
     assert "✗ asset depth: not built" in out and "✗ asset normals: not built" in out
-    assert out.rstrip().splitlines()[-1].startswith("Next step: run `make assets`")
+    assert out.rstrip().splitlines()[-1].startswith("Next step: run `make lab` (builds the mini assets in the background")
     assert not tmp_cache.exists() or not any(tmp_cache.iterdir())  # reported, not built
 
 

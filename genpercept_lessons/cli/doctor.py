@@ -23,9 +23,13 @@ def next_step(checks, profile) -> str:
         return f"run `make setup` (it installs {pkgs}), then `python -m genpercept_lessons doctor` again"
     if "device" in names:
         return "no CUDA GPU is visible: run with --device cpu, or use the mini profile (--profile mini)"
-    if any(n.startswith("asset ") for n in names):
-        return ("run `make assets` (builds the mini assets, about 15 minutes on 2 CPU cores), then "
-                "`python -m genpercept_lessons doctor` again")
+    assets = [c for c in bad if c.name.startswith("asset ")]
+    if assets:
+        if assets[0].found.startswith("being built"):
+            return ("the mini assets are being built in the background: open the lessons (`make lab`); one that needs "
+                    "a model not built yet waits for it")
+        return ("run `make lab` (builds the mini assets in the background, about 30 minutes on 2 CPU cores) or "
+                "`make assets`, then `python -m genpercept_lessons doctor` again")
     ram = [c for c in checks if not c.ok and c.name in ADVISORY_CHECKS]
     start = ("run `make lab` and open notebooks/00_setup_check.ipynb" if profile.is_mini else
              "run `make lab`, or fine-tune from a terminal as in the README's \"Running the full recipe on a GPU\"")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 __all__ = ["main", "build_parser"]
 
@@ -53,7 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mini (CPU, offline) or full (hub models); default: $GENPERCEPT_PROFILE, else mini")
     common.add_argument("--device", default=None, help="cpu, cuda[:N] or mps (default: the profile's)")
 
-    sub.add_parser("assets", help="build the mini assets (MiniScenes, mini VAE, mini-Marigold depth and normals)")
+    asp = sub.add_parser("assets", help="build the mini assets (MiniScenes, mini-SD, mini-Marigold), in the background, "
+                         "or export / import them as one archive",
+                         description="Build the mini assets the cache lacks (one build at a time: if another build runs, "
+                                     "wait for it). --background starts the build as a process of its own and returns at "
+                                     "once; --export / --import move one whole build between machines.")
+    mode = asp.add_mutually_exclusive_group()
+    mode.add_argument("--background", action="store_true",
+                      help="start the build in a process of its own, logging to <cache>/logs/, and return at once")
+    mode.add_argument("--export", metavar="FILE", help="write the current build (every asset folder with its manifest) "
+                      "into one archive, e.g. genpercept-build.tar.gz")
+    mode.add_argument("--import", dest="import_file", metavar="FILE",
+                      help="install an archive written by --export into the cache, after checking every file")
     sub.add_parser("paths", help="print where the mini assets live and whether they are built")
     sub.add_parser("doctor", parents=[common], help="check the set-up: versions, profile, device, assets, what to do next",
                    description="Check the set-up (never builds or downloads). Exit code 0 when every essential check "
@@ -212,10 +224,49 @@ def _mini_build():
 
 
 def _assets(args) -> int:
-    from genpercept_lessons.mini.build import build_mini_assets
+    from genpercept_lessons.cli.predict import CLIError
 
     build = _mini_build()
-    build_mini_assets(build["seed"], build["requested"])
+    if args.export:
+        from genpercept_lessons.mini.archive import export_build
+
+        t = time.time()
+        try:
+            file = export_build(args.export, build["seed"], build["precision"])
+        except (FileNotFoundError, ValueError) as err:
+            raise CLIError(str(err)) from None
+        print(f"wrote {file} ({file.stat().st_size / 1e6:.0f} MB, seed {build['seed']}, {build['precision']}) in "
+              f"{time.time() - t:.0f} s; on another machine: `make lab IMPORT={file.name}` or "
+              f"`python -m genpercept_lessons assets --import {file.name}`")
+        return EXIT_OK
+    if args.import_file:
+        from genpercept_lessons.mini.archive import ArchiveError, import_build
+
+        t = time.time()
+        try:
+            done = import_build(args.import_file)
+        except (ArchiveError, FileNotFoundError) as err:
+            raise CLIError(f"{err}\nNothing was imported.") from None
+        kept = f"; already there: {', '.join(done['present'])}" if done["present"] else ""
+        print(f"imported the mini build (seed {done['seed']}, {done['precision']}) in {time.time() - t:.0f} s: "
+              f"{', '.join(done['installed']) or 'nothing new'}{kept}. It is now this cache's default build.")
+        return EXIT_OK
+    if args.background:
+        from genpercept_lessons.mini.background import BUILD_MINUTES, start_background_build
+
+        started = start_background_build(build["seed"], build["precision"])
+        if started["state"] == "ready":
+            print(f"mini assets ready (seed {build['seed']}, {build['precision']})")
+        elif started["state"] == "running":
+            print(f"the mini assets are already being built (pid {started.get('pid')}); log: {started.get('log')}")
+        else:
+            print(f"building the mini assets in the background ({BUILD_MINUTES}, once), pid {started['pid']}\n"
+                  f"  log: {started['log']}\n  progress: `python -m genpercept_lessons doctor`, or lesson 00; a lesson "
+                  "that needs a model waits for it")
+        return EXIT_OK
+    from genpercept_lessons.mini.background import run_build
+
+    run_build(build["seed"], build["precision"])
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from genpercept_lessons.atomic import atomic_torch_save, atomic_write_bytes
+from genpercept_lessons.build_lock import report_progress
 from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.lr_schedules import iter_exponential
 from genpercept_lessons.targets import depth_to_image, normals_to_image
@@ -83,6 +84,8 @@ def _run_resumable(name: str, workdir: Path, steps: int, modules: dict, step_fn:
     for step in bar:
         loss = step_fn(step)
         losses.append(loss)
+        if main:
+            report_progress(name, step + 1, steps)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if main and ((step + 1) % every == 0 or step + 1 == steps):
             state = {key: m.state_dict() for key, m in modules.items()}

@@ -8,8 +8,10 @@
 #   convention the whole course uses;
 # - that the depth model answers: one tiny prediction, checked against ground truth.
 #
-# **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist
-# (`make assets` builds them once, ~40 minutes on 2 cores). Full profile: a CUDA GPU and access to the Hugging Face Hub.
+# **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist.
+# The first `make lab` opens JupyterLab at once and builds them in the background (about 30 minutes on 2 cores, once;
+# an instructor can hand the room a ready build instead: `make lab IMPORT=genpercept-build.tar.gz`). Until then,
+# a cell that needs a model waits for it with a progress bar. Full profile: a CUDA GPU and access to the Hugging Face Hub.
 #
 # **Time**: teaching ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
 #
@@ -35,6 +37,17 @@ from genpercept_lessons.setup_check import check_environment, format_checks
 
 checks = check_environment(profile)
 print(format_checks(checks))
+
+# %% [markdown]
+# In the mini profile the models are trained on your machine, once. `build_report` says whether that build is done,
+# still running in the background (how far, and the log file to read), or stopped (then any lesson that needs a model
+# starts it again, and it resumes where it stopped). Re-run the cell to see it move.
+
+# %%
+if profile.is_mini:
+    from genpercept_lessons.mini.background import build_report
+
+    print(build_report(profile.build_seed, profile.build_precision))
 
 # %%
 by_name = {c.name: c for c in checks}
@@ -108,7 +121,8 @@ show(slider.value)
 
 # %% [markdown]
 # ## 4. A tiny prediction
-# Load the profile's depth model with diffusers' own `MarigoldDepthPipeline` and predict four test scenes with **one**
+# Load the profile's depth model with diffusers' own `MarigoldDepthPipeline` (if the background build has not finished
+# yet, `load_marigold` waits for it here with a progress bar) and predict four test scenes with **one**
 # denoising step. We switch the scheduler's `timestep_spacing` to `"trailing"`; lesson 02 shows why the checkpoint's own
 # `"leading"` setting breaks single-step inference, and lesson 03 why trailing fixes it.
 # Depth from Marigold is *affine-invariant* (unknown scale and shift), so we align it to the ground truth by least squares
