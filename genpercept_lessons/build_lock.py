@@ -2,7 +2,7 @@
 progress files, so that every other process (a lesson, a second terminal) waits with a progress bar instead of
 starting a second build.
 
-The lock is an ``flock`` (``msvcrt`` on Windows) on ``<cache>/.build.lock``: the operating system releases it when its
+The lock is an ``flock`` on ``<cache>/.build.lock``: the operating system releases it when its
 holder exits, however it exits, so a status that still says "running" while nobody holds the lock is a crashed build.
 Worker processes a build spawns inherit the right to build through ``$GENPERCEPT_BUILD_LOCKS``.
 """
@@ -39,30 +39,23 @@ def holds_lock(folder: str | os.PathLike) -> bool:
 
 def _try_lock(path: Path) -> int | None:
     """An open descriptor holding an exclusive lock on ``path``, or None when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:
+        raise RuntimeError("the course's asset builds need a POSIX system (Linux, macOS); on Windows run it in WSL, "
+                           "as the README says") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        if os.name == "nt":
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
-    except OSError:  # BlockingIOError (flock) or PermissionError (msvcrt): someone else builds
+    except BlockingIOError:  # someone else builds
         os.close(fd)
         return None
 
 
 def _unlock(fd: int) -> None:
-    if os.name == "nt":
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    os.close(fd)  # closing releases an flock
+    os.close(fd)  # closing the descriptor releases the flock
 
 
 def lock_is_held(folder: str | os.PathLike) -> bool:

@@ -252,3 +252,37 @@ def test_import_refuses_while_a_build_runs(exported):
     finally:
         proc.kill()
         proc.wait()
+
+
+# --- the real build: export it, import it into an empty cache, and the lessons run there without building -----------
+
+def _real_build_ready() -> bool:
+    from genpercept_lessons.mini.build import mini_assets_ready
+
+    return all(mini_assets_ready().values())
+
+
+@pytest.mark.skipif(not _real_build_ready(), reason="mini assets not built: run `make assets` (make test does it first)")
+def test_the_real_build_exported_and_imported_runs_the_course(tmp_path, monkeypatch, clean_env):
+    import time
+
+    from genpercept_lessons.course.site import execute_notebook
+
+    build = mini_build()
+    t = time.perf_counter()
+    file = export_build(tmp_path / "genpercept-build.tar.gz")
+    exported = time.perf_counter() - t
+    room = tmp_path / "learner-cache"
+    monkeypatch.setenv("GENPERCEPT_CACHE", str(room))
+    t = time.perf_counter()
+    done = import_build(file)
+    imported = time.perf_counter() - t
+    assert done["installed"] == ["data", "captioned", "vae", "sd", "depth", "normals"]
+    assert mini_build() == {**build, "requested": build["precision"]}
+    print(f"archive {file.stat().st_size / 1e6:.0f} MB: export {exported:.0f} s, import {imported:.0f} s")
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    for lesson in ("00_setup_check.ipynb", "01_loading_marigold.ipynb"):
+        execute_notebook(notebooks / lesson)  # raises, naming the cell, if one fails
+    from genpercept_lessons.build_lock import read_status
+
+    assert not (room / "logs").exists() and read_status(room)["what"].startswith("importing")  # nothing was built there

@@ -214,6 +214,7 @@ def import_build(file: str | os.PathLike) -> dict[str, Any]:
                     present.append(key)
                 else:
                     replace_folder(staging / name, cache / name)
+                    shutil.rmtree(cache / f"{name}.partial", ignore_errors=True)  # an unfinished build of it, if any
                     installed.append(key)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise ArchiveError(f"'{file}' is damaged or cut short ({type(err).__name__}: {err}); copy it again") from None

@@ -89,11 +89,9 @@ def start_background_build(seed: int | None = None, precision: str | None = None
     env = dict(os.environ, GENPERCEPT_CACHE=str(cache), GENPERCEPT_MINI_SEED=str(seed),
                GENPERCEPT_MINI_PRECISION=precision, GENPERCEPT_BUILD_LOG=str(log), PYTHONUNBUFFERED="1")
     env.pop("GENPERCEPT_BUILD_LOCKS", None)  # a fresh process: it takes the lock itself
-    detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS} if os.name == "nt"
-              else {"start_new_session": True})  # its own session: closing JupyterLab or the terminal leaves it running
-    with open(log, "ab") as out:
+    with open(log, "ab") as out:  # a session of its own: closing JupyterLab or the terminal leaves it running
         proc = subprocess.Popen(build_command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                **detach)
+                                start_new_session=True)
     deadline = time.monotonic() + wait_start
     while proc.poll() is None and not lock_is_held(cache) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -119,7 +117,7 @@ def ensure_mini_assets(keys: list[str], seed: int | None = None, precision: str 
     for attempt in range(2):
         state, status = build_state(cache)
         if state != "running":
-            if state in ("crashed", "failed") or attempt:
+            if state in ("crashed", "failed"):
                 why = status.get("error") or "its process ended before it finished"
                 print(f"The last build of the mini assets stopped ({why}; log: {status.get('log')}). "
                       "Starting it again: it resumes where it stopped.", flush=True)

@@ -94,7 +94,8 @@ def load_miniscenes(split: str = "train", settings: dict[str, Any] | None = None
     settings = settings or mini_build_settings()["data"]
     folder = asset_path("miniscenes", settings)
     if not is_complete(folder):
-        print(f"MiniScenes not found in the cache; rendering them now into {folder} (about a minute).")
+        print(f"MiniScenes are not in the cache yet: rendering them into {folder} (about a minute), or waiting for "
+              "the build that is rendering them.")
         build_asset(folder, settings, lambda tmp: build_miniscenes(settings, tmp))
     ds = load_from_disk(str(folder / split))
     # dtype=None keeps the stored dtypes (uint8 images and labels); the default numpy format widens ints to int64
@@ -126,6 +127,7 @@ def load_captioned_views(settings: dict[str, Any] | None = None):
     settings = settings or mini_build_settings()["captioned"]
     folder = asset_path("miniscenes-captioned", settings)
     if not is_complete(folder):
-        print(f"The captioned views are not in the cache; rendering them now into {folder} (a minute or two).")
+        print(f"The captioned views are not in the cache yet: rendering them into {folder} (a minute or two), or "
+              "waiting for the build that is rendering them.")
         build_asset(folder, settings, lambda tmp: build_captioned_views(settings, tmp))
     return load_from_disk(str(folder / "train")).with_format("numpy", dtype=None)
