@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator
 from genpercept_lessons.atomic import atomic_write_bytes
 
 __all__ = ["LOCK_FILE", "STATUS_FILE", "PROGRESS_DIR", "holds_lock", "lock_is_held", "exclusive", "read_status",
-           "build_state", "report_progress", "overall_progress", "wait_while_building", "log_tail"]
+           "build_state", "report_progress", "overall_progress", "progress_text", "wait_while_building",
+           "log_tail"]
 
 LOCK_FILE = ".build.lock"
 STATUS_FILE = ".build-status.json"  # {pid, what, started, state, log, plan, error, ended}
@@ -180,6 +181,12 @@ def overall_progress(folder: str | os.PathLike) -> tuple[float | None, str]:
         waiting = waiting or ("" if frac >= 1 else stage["name"])
         done += stage["weight"] * frac
     return done / sum(s["weight"] for s in plan), training or waiting
+
+
+def progress_text(folder: str | os.PathLike) -> str:
+    """How far the build running in ``folder`` is, as words: e.g. "37 %, now mini-SD 1,200/4,000 steps"."""
+    frac, doing = overall_progress(folder)
+    return f"{100 * frac:.0f} %, now {doing}" if frac is not None else doing
 
 
 def log_tail(status: dict[str, Any], lines: int = 5) -> str:

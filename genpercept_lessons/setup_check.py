@@ -81,14 +81,13 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
                             "(GENPERCEPT_MINI_SEED / GENPERCEPT_MINI_PRECISION pick another)"))
         if not all(ready.values()):
             from genpercept_lessons.assets import cache_root
-            from genpercept_lessons.build_lock import build_state, overall_progress
+            from genpercept_lessons.build_lock import build_state, progress_text
 
             state, status = build_state(cache_root())
             log = f"; log: {status['log']}" if status.get("log") else ""
             if state == "running":
-                frac, doing = overall_progress(cache_root())
-                done = f"{100 * frac:.0f} %, now {doing}" if frac is not None else doing
-                missing, fix = f"being built in the background ({done}{log})", "wait: a lesson that needs it waits too"
+                missing = f"being built in the background ({progress_text(cache_root())}{log})"
+                fix = "wait: a lesson that needs it waits too"
             else:
                 stopped = (f"the last build stopped{log}; " if state in ("crashed", "failed") else "")
                 missing, fix = "not built", (f"{stopped}`make lab` builds the assets in the background (about 30 "

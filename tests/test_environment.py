@@ -45,3 +45,34 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _fake_lab(tmp_path: Path, **make_vars) -> list[str]:
+    """The commands `make lab` runs, with stand-ins for the venv's python and jupyter that only record their arguments."""
+    import os
+    import subprocess
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    for name in ("python", "jupyter"):
+        tool = venv / "bin" / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{calls}"\n')
+        tool.chmod(0o755)
+    (venv / ".installed-stamp").touch()
+    args = [f"VENV={venv}", f"STAMP={venv / '.installed-stamp'}", *(f"{k}={v}" for k, v in make_vars.items())]
+    subprocess.run(["make", "-s", "-C", str(ROOT), "lab", *args], check=True, capture_output=True, text=True,
+                   env={**os.environ, "MAKEFLAGS": ""})
+    return calls.read_text().splitlines()
+
+
+def test_make_lab_starts_the_build_in_the_background_then_jupyterlab(tmp_path):
+    import os
+
+    calls = _fake_lab(tmp_path)
+    assert calls[0] == "python -m genpercept_lessons assets --background"  # never a build in the foreground
+    assert calls[1].startswith("jupyter lab notebooks/")
+    assert ("--allow-root" in calls[1]) == (os.getuid() == 0)  # JupyterLab refuses root without it
+    calls = _fake_lab(tmp_path / "again", IMPORT="room build.tar.gz", LAB_ARGS="--no-browser")
+    assert calls[0] == "python -m genpercept_lessons assets --import room build.tar.gz"
+    assert calls[1] == "python -m genpercept_lessons assets --background" and calls[2].endswith("--no-browser")

@@ -17,7 +17,7 @@ from genpercept_lessons.build_lock import (
     holds_lock,
     lock_is_held,
     log_tail,
-    overall_progress,
+    progress_text,
     wait_while_building,
 )
 from genpercept_lessons.mini.build import mini_asset_paths
@@ -144,11 +144,10 @@ def build_report(seed: int | None = None, precision: str | None = None) -> str:
     state, status = build_state(cache)
     log = f"\n  log: {status['log']}" if status.get("log") else ""
     if state == "running":
-        frac, doing = overall_progress(cache)
-        done = f"{100 * frac:.0f} % done, now {doing}" if frac is not None else doing
         started = (time.time() - status.get("started", time.time())) / 60
         return (f"… the mini assets are being built in the background (pid {status.get('pid')}, started {started:.0f} "
-                f"min ago): {done}.{log}\n  A lesson that needs a model not built yet waits for it with a progress bar.")
+                f"min ago): {progress_text(cache)}.{log}\n  A lesson that needs a model not built yet waits for it with "
+                "a progress bar.")
     if state in ("crashed", "failed"):
         why = status.get("error") or "its process ended before it finished"
         tail = log_tail(status, 3)
