@@ -16,7 +16,7 @@ from genpercept_lessons.cli.doctor import essential_failures
 from genpercept_lessons.cli.main import main
 from genpercept_lessons.setup_check import Check
 
-COMMANDS = ("assets", "paths", "doctor", "predict", "bench")
+COMMANDS = ("assets", "paths", "doctor", "predict", "bench", "photos")
 
 
 @pytest.fixture(autouse=True)

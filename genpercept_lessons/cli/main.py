@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -44,6 +45,7 @@ def _resolution(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with every subcommand (assets, paths, doctor, predict, bench, course)."""
     from genpercept_lessons.noise_schedules import SPACINGS
+    from genpercept_lessons.real_photos import PHOTOS
 
     parser = argparse.ArgumentParser(prog="python -m genpercept_lessons",
                                      description="Command line of the GenPercept Lessons course.",
@@ -100,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=_positive_int, default=1, metavar="N", help="timed runs per row, best kept (default 1)")
     be.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
+
+    ph = sub.add_parser("photos", help="write real photographs (openly licensed, offline) as PNGs, to try `predict` on",
+                        description="Write photos that ship inside scikit-image's wheel (and Middlebury's motorcycle, "
+                                    "which has measured depth) as <name>.png with a LICENSES.txt into --out.")
+    ph.add_argument("names", nargs="*", metavar="NAME", help="which photos (default: all): " + ", ".join(PHOTOS))
+    ph.add_argument("--out", required=True, metavar="DIR", help="folder to write the PNGs into (created if missing)")
 
     co = sub.add_parser("course", help="execute every notebook (mini profile) and write the course as an HTML site",
                         description="Execute every notebooks/NN_name.ipynb in the mini profile and write a browsable "
@@ -281,6 +289,22 @@ def _paths(args) -> int:
     return EXIT_OK
 
 
+def _photos(args) -> int:
+    from genpercept_lessons.cli.predict import CLIError
+    from genpercept_lessons.real_photos import PHOTOS, save_photos
+
+    unknown = [n for n in args.names if n not in PHOTOS]
+    if unknown:
+        raise CLIError(f"unknown photo(s) {unknown}; choose among: {', '.join(PHOTOS)}")
+    try:
+        written = save_photos(args.out, args.names or None)
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    print(f"wrote {len(written)} photo(s) and LICENSES.txt into {args.out}; try: python -m genpercept_lessons predict "
+          f"{Path(args.out) / '*.png'} --out preds/")
+    return EXIT_OK
+
+
 def _course(args) -> int:
     from genpercept_lessons.course.site import CourseBuildError, build_site
 
@@ -294,7 +318,7 @@ def _course(args) -> int:
 
 
 _COMMANDS = {"assets": _assets, "paths": _paths, "doctor": _doctor, "predict": _predict, "bench": _bench,
-             "course": _course}
+             "photos": _photos, "course": _course}
 
 
 def main(argv: list[str] | None = None) -> int:
