@@ -87,7 +87,7 @@ def test_a_lesson_starts_the_background_build_and_waits_for_it(standin, capsys):
 
 
 def test_a_lesson_waits_for_a_running_build_instead_of_starting_a_second(standin, capsys, monkeypatch):
-    monkeypatch.setenv("STANDIN_STEP", "0.5")
+    monkeypatch.setenv("STANDIN_STEP", "1.5")  # 15 s: still running when the lesson asks, even on a busy machine
     started = background.start_background_build()
     assert started["state"] == "started" and build_lock.lock_is_held(cache_root())
     assert background.start_background_build()["state"] == "running"  # `make lab` twice: still one build
@@ -243,8 +243,10 @@ def test_log_tail_resolves_progress_bars(tmp_path):
     assert build_lock.log_tail({}) == "" and build_lock.log_tail({"log": str(tmp_path / "none")}) == ""
 
 
-def test_cli_assets_background_reports_ready_running_or_started(standin, capsys):
+def test_cli_assets_background_reports_ready_running_or_started(standin, capsys, monkeypatch):
     from genpercept_lessons.cli.main import main
+
+    monkeypatch.setenv("STANDIN_STEP", "1")
 
     assert main(["assets", "--background"]) == 0
     out = capsys.readouterr().out
