@@ -293,13 +293,20 @@ for ax, (img, title) in zip(axes, panels):
 plt.tight_layout()
 
 # %% [markdown]
-# {PHOTO_RESULT}
+# **What this shows.** On the course's seed-0 build (bf16, 2 cores) the mini model scores AbsRel 0.205 on the
+# motorcycle, twice its 0.104 on MiniScenes, between the constant map (0.251) and the vertical ramp (0.148): a
+# one-line prior beats it. That is the honest picture of a model whose whole world is 2,000 labelled and 6,000
+# captioned 64-px rendered rooms: it has never seen a wheel, a shelf or real lighting. Marigold's claim is exactly
+# that the prior of a generator trained on billions of real images is what carries a few synthetic labels to real
+# photos (Ke et al., CVPR 2024, §1 and Table 1: zero-shot on five real datasets after training on synthetic data
+# only); the full profile runs the same cell with it. Only "much worse than on its own scenes" is asserted below,
+# with room: the ramp's lead is printed, not asserted (one build measured).
 
 # %%
 model_score = photo_scores[f"{profile.name} model, 1 step"]["abs_rel"]
 if profile.is_mini:
     print(f"photo / MiniScenes AbsRel: {model_score / on_scenes:.2f}")
-    assert model_score > {PHOTO_MARGIN} * on_scenes  # out of its world, the mini model is far from its MiniScenes score
+    assert model_score > 1.3 * on_scenes  # out of its world, the mini model is far from its MiniScenes score
 else:
     assert model_score < photo_scores["constant map"]["abs_rel"]  # zero-shot on a real photo, Marigold beats the floor
 
