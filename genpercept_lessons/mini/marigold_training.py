@@ -6,8 +6,8 @@ cat(RGB latent, noisy target latent), DDPM with 1000 steps, scaled_linear 0.0008
 a random timestep per sample, conditioned on the 2-token empty-prompt embedding; and from Marigold's trainer
 (``config/train_marigold.yaml``, ``src/trainer/marigold_trainer.py``): annealed multi-resolution noise
 (strength 0.9 × t/T), random left-right flips, MSE on valid latent pixels, IterExponential LR decay.
-What differs: the UNet and VAE are small and trained from scratch (no Stable Diffusion prior), so the LR is
-3e-3 rather than 3e-5 (with the gradient norm clipped to 1.0, which Marigold's trainer does not do), training is
+What differs: the UNet and VAE are small, and the UNet starts from mini-SD (trained here, not Stable Diffusion), so
+the LR is 3e-3 rather than 3e-5 (with the gradient norm clipped to 1.0, which Marigold's trainer does not do), training is
 2,000 steps rather than ~20k, and the build's normals run decays to 10% rather than 1%
 (``profiles.mini_build_settings`` says why).
 Each loop checkpoints atomically and resumes exactly (model, optimizer, LR schedule, RNG, step).
