@@ -286,6 +286,32 @@ def _save_checkpoint(ckpt: Path, config: E2EConfig, unet, opt, sched, result: Fi
                        "config": dataclasses.asdict(config)}, ckpt)
 
 
+def _autocast(device, config: E2EConfig):
+    """bf16 autocast on ``device`` if ``config.mixed_precision`` asks for it (ours, not accelerate's: a notebook may run
+    fp32 and bf16 fine-tunes one after the other, and accelerate's setting is fixed per process)."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16")
+
+
+def _micro_batch_loss(model, vae, batch: dict, text, alpha_bar: float, timestep: int, task: str, config: E2EConfig,
+                      frame: str, generator):
+    """The loss of one micro-batch (call inside ``_autocast``): encode RGB (no grad), one UNet pass at t = T, decode
+    with gradients and the task loss (or GenPercept's latent MSE). Noise, if any, is drawn from ``generator``."""
+    import torch
+
+    device = text.device
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):  # the frozen encoder runs in full precision
+        rgb = batch["rgb"].to(device)
+        latent = vae.encode(rgb).latent_dist.mode() * vae.config.scaling_factor  # [B,4,h,w]
+    noise = None if config.noise == "zeros" else torch.randn(latent.shape, generator=generator).to(device)
+    if config.loss == "latent":  # GenPercept's latent-space loss: nothing is decoded
+        pred = e2e_latent(model, latent, text, alpha_bar, timestep, noise)
+        return torch.nn.functional.mse_loss(pred.float(), target_latent(vae, batch, task, frame))
+    pred = e2e_predict(model, vae, latent, text, alpha_bar, timestep, task, noise)
+    return _task_loss(task, pred, batch, device, frame)
+
+
 def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, workdir: str | os.PathLike,
                         output_dir: str | os.PathLike | None = None, eval_data=None, in_place: bool = False,
                         accelerator=None, callback: Callable[[int, float], None] | None = None,
@@ -309,13 +335,9 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     datasets, weights = _training_sets(train_data)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    # 1. Processes and devices come from accelerate; bf16 autocast is ours (accelerate's mixed-precision setting is
-    #    fixed per process, and a notebook may run fp32 and bf16 fine-tunes one after the other)
+    # 1. Processes and devices come from accelerate; bf16 autocast is ours (see _autocast)
     accelerator = accelerator or Accelerator(cpu=pipe.device.type == "cpu")
     device, rank = accelerator.device, accelerator.process_index
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16")
 
     # 2. What trains (the UNet, a copy unless in_place) and what stays frozen (the VAE, the empty-prompt embedding)
     unet = pipe.unet if in_place else copy.deepcopy(pipe.unet)
@@ -346,18 +368,9 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
         total = 0.0
         for micro in range(config.grad_accumulation):
             batch = training_batch(datasets, weights, config.batch_size, g, config.hflip)
-            with torch.no_grad():
-                rgb = batch["rgb"].to(device)
-                latent = vae.encode(rgb).latent_dist.mode() * vae.config.scaling_factor  # [B,4,h,w]
-            noise = None if config.noise == "zeros" else torch.randn(latent.shape, generator=g).to(device)
             sync = micro == config.grad_accumulation - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), autocast():
-                if config.loss == "latent":  # GenPercept's latent-space loss: nothing is decoded
-                    pred = e2e_latent(model, latent, text, alpha_bar, timestep, noise)
-                    loss = torch.nn.functional.mse_loss(pred.float(), target_latent(vae, batch, task, frame))
-                else:
-                    pred = e2e_predict(model, vae, latent, text, alpha_bar, timestep, task, noise)
-                    loss = _task_loss(task, pred, batch, device, frame)
+            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), _autocast(device, config):
+                loss = _micro_batch_loss(model, vae, batch, text, alpha_bar, timestep, task, config, frame, g)
                 loss = loss / config.grad_accumulation
                 accelerator.backward(loss)
             total += loss.item()

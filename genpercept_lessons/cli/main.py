@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=_positive_int, default=1, metavar="N", help="timed runs per row, best kept (default 1)")
     be.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
+    be.add_argument("--e2e-memory", action="store_true",
+                    help="instead: peak memory of one E2E-FT optimiser step under the 24gb preset (batch 1, gradient "
+                         "checkpointing, bf16), by default on a random-weight stand-in with Marigold's real "
+                         "architecture (SD2 UNet, 865 M parameters; needs about 24 GB of RAM on a CPU)")
+    be.add_argument("--height", type=_positive_int, default=480, help="--e2e-memory: image height (default 480, Hypersim)")
+    be.add_argument("--width", type=_positive_int, default=640, help="--e2e-memory: image width (default 640)")
+    be.add_argument("--standin-layers", type=int, choices=(1, 2), default=2,
+                    help="--e2e-memory: layers per UNet/VAE block of the stand-in (real: 2; 1 where memory forces it)")
 
     ph = sub.add_parser("photos", help="write real photographs (openly licensed, offline) as PNGs, to try `predict` on",
                         description="Write photos that ship inside scikit-image's wheel (and Middlebury's motorcycle, "
@@ -199,6 +207,8 @@ def _bench(args) -> int:
     if profile is None:
         return EXIT_USAGE
     _check_device(profile)
+    if args.e2e_memory:
+        return _bench_e2e_memory(args, profile)
     pipe = load_pipeline(profile, "depth", args.model)
     n = args.images or (2 if args.quick else 4)
     import torch
@@ -217,6 +227,32 @@ def _bench(args) -> int:
                           train_batch_size=profile.e2e_batch_size, train_lr=profile.e2e_lr, repeats=args.repeats,
                           progress=lambda msg: print(f"  timing: {msg}", file=sys.stderr, flush=True))
     print(format_table(rows))
+    return EXIT_OK
+
+
+def _bench_e2e_memory(args, profile) -> int:
+    import torch
+
+    from genpercept_lessons.cli.memory import e2e_step_memory, format_memory_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model:
+        from genpercept_lessons.cli.predict import load_pipeline
+
+        pipe, what = load_pipeline(profile, "depth", args.model), args.model
+    else:
+        from genpercept_lessons.full_standins import standin_marigold
+
+        print("building a random-weight stand-in with Marigold v1-0's architecture "
+              f"(layers per block {args.standin_layers}, real: 2) ...", flush=True)
+        pipe = standin_marigold("depth", layers=args.standin_layers)
+        what = f"stand-in, Marigold v1-0 architecture, layers per block {args.standin_layers}"
+    pipe = pipe.to(profile.device)
+    print(f"device: {profile.device} ({torch.get_num_threads()} CPU threads) | model: {what}", flush=True)
+    result = e2e_step_memory(pipe, args.height, args.width,
+                             progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(format_memory_report(result))
     return EXIT_OK
 
 
