@@ -143,8 +143,8 @@ def exclusive(folder: str | os.PathLike, what: str, *, until: Callable[[], bool]
             _unlock(fd)
 
 
-def report_progress(name: str, step: int, steps: int, every: float = 2.0) -> None:
-    """Record that training loop ``name`` is at ``step`` of ``steps`` for waiting processes (no-op outside a locked build)."""
+def report_progress(name: str, step: int, steps: int, every: float = 2.0, unit: str = "steps") -> None:
+    """Record that loop ``name`` is at ``step`` of ``steps`` ``unit`` for waiting processes (no-op outside a locked build)."""
     where = os.environ.get(_PROGRESS_ENV)
     now = time.monotonic()
     if not where or (step < steps and now - _last_report.get(name, -every) < every):
@@ -152,7 +152,7 @@ def report_progress(name: str, step: int, steps: int, every: float = 2.0) -> Non
     _last_report[name] = now
     path = Path(where)
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path / f"{name}.json", json.dumps({"step": int(step), "steps": int(steps)}).encode())
+    atomic_write_bytes(path / f"{name}.json", json.dumps({"step": int(step), "steps": int(steps), "unit": unit}).encode())
 
 
 def overall_progress(folder: str | os.PathLike) -> tuple[float | None, str]:
@@ -175,7 +175,7 @@ def overall_progress(folder: str | os.PathLike) -> tuple[float | None, str]:
             try:
                 p = json.loads((folder / PROGRESS_DIR / f"{stage['progress']}.json").read_text())
                 frac = min(p["step"] / max(p["steps"], 1), 0.999)
-                training = training or f"{stage['name']} {p['step']:,}/{p['steps']:,} steps"
+                training = training or f"{stage['name']} {p['step']:,}/{p['steps']:,} {p.get('unit', 'steps')}"
             except (OSError, ValueError, KeyError):
                 pass
         waiting = waiting or ("" if frac >= 1 else stage["name"])

@@ -236,6 +236,19 @@ def test_progress_reports_only_inside_a_build_and_add_up_by_weight(tmp_path, mon
     assert frac == pytest.approx((3 + 0.5) / 4) and doing == "B 5/10 steps"
 
 
+def test_rendering_the_data_reports_progress_in_views(tmp_path, monkeypatch):
+    from genpercept_lessons.mini.miniscenes import build_miniscenes
+
+    plan = [{"name": "MiniScenes", "folder": "data-1", "weight": 1, "progress": "miniscenes"}]
+    seen = []
+    real = build_lock.report_progress
+    monkeypatch.setattr(build_lock, "report_progress",
+                        lambda *a, **k: (real(*a, **{**k, "every": 0}), seen.append(build_lock.progress_text(tmp_path))))
+    with build_lock.exclusive(tmp_path, "MiniScenes", plan=plan):
+        build_miniscenes({"seed": 0, "n_train": 3, "n_test": 2, "height": 16, "width": 16}, tmp_path / "out", workers=1)
+    assert seen[0] == "20 %, now MiniScenes 1/5 views" and seen[-1] == "100 %, now MiniScenes 5/5 views", seen
+
+
 def test_log_tail_resolves_progress_bars(tmp_path):
     log = tmp_path / "build.log"
     log.write_text("start\nvae:  10%|#\rvae:  20%|##\rvae: 30%|###\r\nTraceback\nboom\n")

@@ -28,7 +28,7 @@ __all__ = ["STAGES", "BUILD_MINUTES", "build_plan", "build_command", "run_build"
 
 # (asset, what a learner reads, share of the build time, the training loop's progress name): seconds of a seed-0 build
 # on 2 cores (README); the two UNets train side by side, so each counts half of their time
-STAGES = (("data", "MiniScenes", 40, None), ("captioned", "captioned views", 60, None), ("vae", "VAE", 320, "vae"),
+STAGES = (("data", "MiniScenes", 40, "miniscenes"), ("captioned", "captioned views", 60, "captioned"), ("vae", "VAE", 320, "vae"),
           ("sd", "mini-SD", 815, "mini-sd"), ("depth", "depth UNet", 245, "unet-depth"),
           ("normals", "normals UNet", 245, "unet-normals"))
 BUILD_MINUTES = "about 30 minutes on 2 CPU cores"

@@ -43,17 +43,29 @@ def _render_captioned(args):
     return {"image": render_scene(seed, index, height, width).image, "caption": scene_caption(seed, index, height, width)}
 
 
-def _rows(seed: int, indices, height: int, width: int, desc: str, workers: int, render=_render):
+def _rows(seed: int, indices, height: int, width: int, desc: str, workers: int, render=_render,
+          progress: tuple[str, int, int] | None = None):
+    """Rendered rows; ``progress`` = (name, rows before these, rows in all) is reported to processes waiting on a build."""
     from multiprocessing import get_context
 
     from tqdm.auto import tqdm
 
+    from genpercept_lessons.build_lock import report_progress
+
     jobs = [(seed, int(i), height, width) for i in indices]
+    name, before, total = progress or ("", 0, len(jobs))
+
+    def reported(rows):
+        for i, row in enumerate(rows, 1):
+            if name:
+                report_progress(name, before + i, total, unit="views")
+            yield row
+
     if workers > 1:
         with get_context("spawn").Pool(workers) as pool:
-            yield from tqdm(pool.imap(render, jobs, chunksize=16), total=len(jobs), desc=desc)
+            yield from reported(tqdm(pool.imap(render, jobs, chunksize=16), total=len(jobs), desc=desc))
     else:
-        yield from (render(j) for j in tqdm(jobs, desc=desc))
+        yield from reported(render(j) for j in tqdm(jobs, desc=desc))
 
 
 def _check_settings(caller: str, settings, keys) -> None:
@@ -74,8 +86,10 @@ def build_miniscenes(settings: dict[str, Any], folder: str | os.PathLike, worker
     h, w, seed = settings["height"], settings["width"], settings["seed"]
     features = miniscenes_features(h, w)
     ranges = {"train": range(settings["n_train"]), "test": range(_TEST_OFFSET, _TEST_OFFSET + settings["n_test"])}
+    total, before = sum(len(r) for r in ranges.values()), 0
     for split, idx in ranges.items():
-        rows = list(_rows(seed, idx, h, w, f"MiniScenes {split}", workers))
+        rows = list(_rows(seed, idx, h, w, f"MiniScenes {split}", workers, progress=("miniscenes", before, total)))
+        before += len(idx)
         ds = Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS}, features=features)
         ds.save_to_disk(str(folder / split))
     return folder
@@ -110,7 +124,7 @@ def build_captioned_views(settings: dict[str, Any], folder: str | os.PathLike, w
     folder = Path(folder)
     h, w = settings["height"], settings["width"]
     rows = list(_rows(settings["seed"], range(settings["n"]), h, w, "captioned views", workers or min(2, os.cpu_count() or 1),
-                      _render_captioned))
+                      _render_captioned, progress=("captioned", 0, settings["n"])))
     features = Features({"image": Array3D((h, w, 3), "uint8"), "caption": Value("string")})
     Dataset.from_dict({c: [r[c] for r in rows] for c in features}, features=features).save_to_disk(str(folder / "train"))
     return folder
