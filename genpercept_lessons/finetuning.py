@@ -32,7 +32,8 @@ from genpercept_lessons.normals_convention import (
 from genpercept_lessons.runtime import step_generator
 from genpercept_lessons.tasks import TASKS, pipeline_task
 
-__all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "e2e_latent", "e2e_predict",
+__all__ = ["E2EConfig", "PAPER_RECIPE", "GPU_24GB", "FinetuneResult", "training_batch", "training_autocast",
+           "micro_batch_loss", "e2e_optimizer", "e2e_latent", "e2e_predict",
            "target_latent", "finetune_end_to_end"]
 
 _NOISES = ("zeros", "gaussian")
@@ -251,7 +252,7 @@ def _check_pipeline(pipe, config: E2EConfig) -> str:
     return task
 
 
-def _optimizer(unet, config: E2EConfig):
+def e2e_optimizer(unet, config: E2EConfig):
     """AdamW and its warm-up + exponential-decay schedule, stepped once per optimiser step."""
     import torch
 
@@ -286,7 +287,7 @@ def _save_checkpoint(ckpt: Path, config: E2EConfig, unet, opt, sched, result: Fi
                        "config": dataclasses.asdict(config)}, ckpt)
 
 
-def _autocast(device, config: E2EConfig):
+def training_autocast(device, config: E2EConfig):
     """bf16 autocast on ``device`` if ``config.mixed_precision`` asks for it (ours, not accelerate's: a notebook may run
     fp32 and bf16 fine-tunes one after the other, and accelerate's setting is fixed per process)."""
     import torch
@@ -294,7 +295,7 @@ def _autocast(device, config: E2EConfig):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16")
 
 
-def _micro_batch_loss(model, vae, batch: dict, text, alpha_bar: float, timestep: int, task: str, config: E2EConfig,
+def micro_batch_loss(model, vae, batch: dict, text, alpha_bar: float, timestep: int, task: str, config: E2EConfig,
                       frame: str, generator):
     """The loss of one micro-batch (call inside ``_autocast``): encode RGB (no grad), one UNet pass at t = T, decode
     with gradients and the task loss (or GenPercept's latent MSE). Noise, if any, is drawn from ``generator``."""
@@ -335,7 +336,7 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     datasets, weights = _training_sets(train_data)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    # 1. Processes and devices come from accelerate; bf16 autocast is ours (see _autocast)
+    # 1. Processes and devices come from accelerate; bf16 autocast is ours (see training_autocast)
     accelerator = accelerator or Accelerator(cpu=pipe.device.type == "cpu")
     device, rank = accelerator.device, accelerator.process_index
 
@@ -351,7 +352,7 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
     frame = normals_convention(pipe) if task == "normals" else COURSE_CONVENTION  # targets meet predictions in x-right
     alpha_bar = float(pipe.scheduler.alphas_cumprod[timestep])
     # 4. Optimiser and LR schedule (stepped by us once per optimiser step: accelerate would step it per process)
-    opt, sched = _optimizer(unet, config)
+    opt, sched = e2e_optimizer(unet, config)
     model = accelerator.prepare(unet)
     # 5. Resume from the workdir's checkpoint if there is one
     result = FinetuneResult(pipe=None)
@@ -369,8 +370,8 @@ def finetune_end_to_end(pipe, train_data, config: E2EConfig | None = None, *, wo
         for micro in range(config.grad_accumulation):
             batch = training_batch(datasets, weights, config.batch_size, g, config.hflip)
             sync = micro == config.grad_accumulation - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), _autocast(device, config):
-                loss = _micro_batch_loss(model, vae, batch, text, alpha_bar, timestep, task, config, frame, g)
+            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), training_autocast(device, config):
+                loss = micro_batch_loss(model, vae, batch, text, alpha_bar, timestep, task, config, frame, g)
                 loss = loss / config.grad_accumulation
                 accelerator.backward(loss)
             total += loss.item()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genpercept_lessons.cli.main import main
-from genpercept_lessons.full_standins import (
+from genpercept_lessons.course.full_standins import (
     SD2_TEXT_ENCODER_CONFIG,
     SD2_UNET_CONFIG,
     SD_VAE_CONFIG,
@@ -67,13 +67,14 @@ def tiny_depth(tiny_pipeline_dirs):
 
 
 def test_e2e_step_memory_runs_one_real_step_and_reports_each_phase(tiny_depth):
-    from genpercept_lessons.cli.memory import e2e_step_memory, format_memory_report
+    from genpercept_lessons.cli.bench import e2e_step_memory, format_memory_report
 
     before = {k: v.clone() for k, v in tiny_depth.unet.state_dict().items()}
     result = e2e_step_memory(tiny_depth, 16, 24)
     phases = result["phases"]
     assert [p["phase"].split(":")[0].split(" (")[0] for p in phases] == [
-        "models loaded, batch ready", "forward", "backward", "AdamW step"]
+        "models loaded", "step 1 forward", "step 1 backward", "step 1 AdamW update", "step 2 forward", "step 2 backward",
+        "step 2 AdamW update"]
     peaks = [p["peak_mb"] for p in phases]
     assert all(b >= a for a, b in zip(peaks, peaks[1:])) and peaks[0] > 0  # a peak so far never falls
     assert result["config"].gradient_checkpointing and result["config"].mixed_precision == "bf16"
@@ -84,7 +85,9 @@ def test_e2e_step_memory_runs_one_real_step_and_reports_each_phase(tiny_depth):
     n = parameter_counts(tiny_depth)["unet"]
     assert result["arithmetic_mb"]["AdamW moments, 2 x fp32"] == pytest.approx(n * 8 / 2 ** 20)
     text = format_memory_report(result)
-    assert "batch 1 of 16x24" in text and "gradient checkpointing on" in text and text.count("\n") == 8
+    assert "batch 1 of 16x24" in text and "gradient checkpointing on" in text and text.count("\n") == 11
+    with pytest.raises(ValueError, match=r"`steps` must be an int in 1\.\.10, got 0"):
+        e2e_step_memory(tiny_depth, 16, 24, steps=0)
     with pytest.raises(ValueError, match=r"`height` must be a positive multiple of 8 .* got 20"):
         e2e_step_memory(tiny_depth, 20, 24)
     with pytest.raises(ValueError, match="what e2e_step_memory returned"):
@@ -97,4 +100,4 @@ def test_bench_e2e_memory_command_on_a_model_folder(tiny_pipeline_dirs, capsys):
                  "--width", "16", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     torch.set_num_threads(threads)  # --threads 1 set it for this process
-    assert "one E2E-FT optimiser step, batch 1 of 16x16" in out and "AdamW step" in out
+    assert "E2E-FT optimiser steps, batch 1 of 16x16" in out and "step 2 AdamW update" in out

@@ -1,7 +1,9 @@
-"""Speed and memory of inference settings and of one E2E-FT training step, measured here and printed as a table.
+"""Speed and memory of inference settings and of E2E-FT training steps, measured here and printed as a table.
 
 A benchmark prints figures; it never asserts a time. ``python -m genpercept_lessons bench`` calls
-``run_benchmarks`` on the profile's depth pipeline and prints ``format_table`` of the result.
+``run_benchmarks`` on the profile's depth pipeline and prints ``format_table`` of the result; ``bench --e2e-memory``
+calls ``e2e_step_memory`` (by default on ``course.full_standins.standin_marigold()``, Marigold v1-0's real
+architecture with random weights, under the ``24gb`` preset) and prints ``format_memory_report``.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 import numpy as np
 
 __all__ = ["Setting", "SETTINGS", "QUICK_SETTINGS", "TRAIN_LABEL", "bench_images", "peak_memory_mb",
-           "run_benchmarks", "format_table"]
+           "run_benchmarks", "format_table", "current_memory_mb", "e2e_step_memory", "format_memory_report"]
 
 # (label, predict keyword arguments): Marigold v1-0's own 50-step default (leading, Gaussian) and its 10-member
 # ensemble are the paper baselines; 1 trailing step from zero noise is the course's fast setting (lessons 03-04).
@@ -208,3 +210,121 @@ def format_table(rows: list[dict]) -> str:
     note = ("memory: " + ", ".join(kinds) + (" (the whole process so far, so it only grows down the table)"
                                              if "process peak RSS" in kinds else " (reset before each row)"))
     return "\n".join([fmt(head), "-+-".join("-" * w for w in widths), *map(fmt, body), note])
+
+
+def current_memory_mb(device) -> float | None:
+    """Memory in use now, in MiB: CUDA ``memory_allocated``, or the process's resident set (Linux), else None."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2 ** 20
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except OSError:
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def e2e_step_memory(pipe, height: int = 480, width: int = 640, config=None, progress=None, steps: int = 2) -> dict:
+    """Run ``steps`` E2E-FT optimiser steps on ``pipe`` (trained in place) at one ``height``×``width`` MiniScenes view.
+
+    ``config`` defaults to ``finetuning.GPU_24GB`` with one micro-batch (accumulating 32 of them adds no memory: the
+    gradients are summed in place). Step 1 allocates AdamW's moments only at its end, so the steady-state peak (the
+    moments held while the next forward pass stores its activations) shows from step 2 on. Returns {"phases": [{"phase",
+    "peak_mb", "now_mb", "seconds"}], "memory_kind", "parameters": {...}, "arithmetic_mb": {...}, "config", "size": (h, w)}.
+    """
+    import dataclasses
+
+    import torch
+
+    from genpercept_lessons.course.full_standins import parameter_counts
+    from genpercept_lessons.finetuning import (
+        GPU_24GB,
+        e2e_optimizer,
+        micro_batch_loss,
+        training_autocast,
+        training_batch,
+    )
+    from genpercept_lessons.inference import empty_text_embedding
+    from genpercept_lessons.mini.scenes import render_scene
+    from genpercept_lessons.normals_convention import COURSE_CONVENTION, normals_convention
+    from genpercept_lessons.tasks import pipeline_task
+
+    task = pipeline_task(pipe)
+    if not isinstance(steps, int) or not 1 <= steps <= 10:
+        raise ValueError(f"e2e_step_memory: `steps` must be an int in 1..10, got {steps!r}")
+    for name, value in (("height", height), ("width", width)):
+        if not isinstance(value, int) or value < 8 or value % 8:
+            raise ValueError(f"e2e_step_memory: `{name}` must be a positive multiple of 8 (the VAE's factor), got {value!r}")
+    config = dataclasses.replace(config or GPU_24GB, grad_accumulation=1).validate()
+    say = progress or (lambda msg: None)
+    device = pipe.device
+    phases = []
+    clock = [time.perf_counter()]
+
+    def mark(phase):
+        _sync(device)
+        peak, kind = peak_memory_mb(device)
+        now = time.perf_counter()
+        phases.append({"phase": phase, "peak_mb": peak, "now_mb": current_memory_mb(device),
+                       "seconds": now - clock[0]})
+        clock[0] = now
+        say(f"{phase}: peak {peak:,.0f} MiB")
+        return kind
+
+    _reset_peak(device)
+    scene = render_scene(12345, 0, height, width, supersample=1)
+    rows = _Rows({k: getattr(scene, k)[None] for k in ("image", "depth", "mask", "normals")})
+    text = empty_text_embedding(pipe).to(device)
+    unet, vae = pipe.unet.to(device).requires_grad_(True).train(), pipe.vae.to(device).requires_grad_(False)
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    opt, _ = e2e_optimizer(unet, config)
+    timestep = pipe.scheduler.config.num_train_timesteps - 1
+    alpha_bar = float(pipe.scheduler.alphas_cumprod[timestep])
+    frame = normals_convention(pipe) if task == "normals" else COURSE_CONVENTION
+    gen = torch.Generator().manual_seed(0)
+    kind = mark("models loaded")
+    for step in range(1, steps + 1):
+        batch = training_batch([rows], [1.0], config.batch_size, gen, config.hflip)
+        with training_autocast(device, config):
+            loss = micro_batch_loss(unet, vae, batch, text, alpha_bar, timestep, task, config, frame, gen)
+        mark(f"step {step} forward: encode, UNet, decode with gradients, loss")
+        loss.backward()
+        mark(f"step {step} backward")
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        mark(f"step {step} AdamW update" + (" (allocates its two moments)" if step == 1 else ""))
+    counts = parameter_counts(pipe)
+    mib = 2 ** 20
+    arithmetic = {"UNet weights, fp32": counts["unet"] * 4 / mib, "UNet gradients, fp32": counts["unet"] * 4 / mib,
+                  "AdamW moments, 2 x fp32": counts["unet"] * 8 / mib, "VAE weights, fp32": counts["vae"] * 4 / mib,
+                  "text encoder weights, fp32": counts["text_encoder"] * 4 / mib}
+    return {"phases": phases, "memory_kind": kind, "parameters": counts, "arithmetic_mb": arithmetic,
+            "config": config, "size": (height, width), "loss": float(loss.detach())}
+
+
+def format_memory_report(result: dict) -> str:
+    """``e2e_step_memory``'s result as text: the phases (peak so far, in use now, seconds), then the arithmetic."""
+    if not isinstance(result, dict) or "phases" not in result:
+        raise ValueError("format_memory_report: `result` must be what e2e_step_memory returned")
+    c, (h, w) = result["config"], result["size"]
+    lines = [f"E2E-FT optimiser steps, batch {c.batch_size} of {h}x{w}, gradient checkpointing "
+             f"{'on' if c.gradient_checkpointing else 'off'}, mixed precision {c.mixed_precision}; "
+             f"memory = {result['memory_kind']} (peak so far, MiB)",
+             f"{'phase':<62} {'peak':>9} {'in use':>9} {'s':>7}"]
+    for p in result["phases"]:
+        now = "" if p["now_mb"] is None else f"{p['now_mb']:,.0f}"
+        lines.append(f"{p['phase']:<62} {p['peak_mb']:>9,.0f} {now:>9} {p['seconds']:>7.1f}")
+    counts = result["parameters"]
+    lines.append("parameters: " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in counts.items()))
+    total = sum(result["arithmetic_mb"].values())
+    lines.append("what must be held whatever the activations (MiB): " + ", ".join(
+        f"{k} {v:,.0f}" for k, v in result["arithmetic_mb"].items()) + f"; total {total:,.0f}")
+    lines.append(f"peak above that: {result['phases'][-1]['peak_mb'] - total:,.0f} MiB (activations, bf16 weight copies, "
+                 "the interpreter and libraries; gradients are freed after each update)")
+    return "\n".join(lines)

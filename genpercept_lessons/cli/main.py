@@ -103,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="CPU threads for torch (default: torch's choice; 1 gives steadier figures on a busy machine)")
     be.add_argument("--e2e-memory", action="store_true",
-                    help="instead: peak memory of one E2E-FT optimiser step under the 24gb preset (batch 1, gradient "
-                         "checkpointing, bf16), by default on a random-weight stand-in with Marigold's real "
-                         "architecture (SD2 UNet, 865 M parameters; needs about 24 GB of RAM on a CPU)")
+                    help="instead: peak memory of two E2E-FT optimiser steps (the second is the steady state) under the "
+                         "24gb preset (batch 1, gradient checkpointing, bf16), by default on a random-weight stand-in "
+                         "with Marigold's real architecture (SD2 UNet, 865 M parameters; about 20 GB of RAM on a CPU)")
     be.add_argument("--height", type=_positive_int, default=480, help="--e2e-memory: image height (default 480, Hypersim)")
     be.add_argument("--width", type=_positive_int, default=640, help="--e2e-memory: image width (default 640)")
     be.add_argument("--standin-layers", type=int, choices=(1, 2), default=2,
@@ -233,7 +233,7 @@ def _bench(args) -> int:
 def _bench_e2e_memory(args, profile) -> int:
     import torch
 
-    from genpercept_lessons.cli.memory import e2e_step_memory, format_memory_report
+    from genpercept_lessons.cli.bench import e2e_step_memory, format_memory_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -242,7 +242,7 @@ def _bench_e2e_memory(args, profile) -> int:
 
         pipe, what = load_pipeline(profile, "depth", args.model), args.model
     else:
-        from genpercept_lessons.full_standins import standin_marigold
+        from genpercept_lessons.course.full_standins import standin_marigold
 
         print("building a random-weight stand-in with Marigold v1-0's architecture "
               f"(layers per block {args.standin_layers}, real: 2) ...", flush=True)
