@@ -84,6 +84,8 @@ def test_e2e_step_memory_runs_one_real_step_and_reports_each_phase(tiny_depth):
     assert np.isfinite(result["loss"]) and result["loss"] > 0
     n = parameter_counts(tiny_depth)["unet"]
     assert result["arithmetic_mb"]["AdamW moments, 2 x fp32"] == pytest.approx(n * 8 / 2 ** 20)
+    held = result["phases"][-1]["peak_mb"] - sum(parameter_counts(tiny_depth).values()) * 4 / 2 ** 20 - n * 8 / 2 ** 20
+    assert f"{held:,.0f} MiB of activations" in format_memory_report(result)
     text = format_memory_report(result)
     assert "batch 1 of 16x24" in text and "gradient checkpointing on" in text and text.count("\n") == 11
     with pytest.raises(ValueError, match=r"`steps` must be an int in 1\.\.10, got 0"):

@@ -8,6 +8,7 @@ architecture with random weights, under the ``24gb`` preset) and prints ``format
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 
@@ -223,8 +224,6 @@ def current_memory_mb(device) -> float | None:
             pages = int(f.read().split()[1])
     except OSError:
         return None
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
@@ -301,9 +300,9 @@ def e2e_step_memory(pipe, height: int = 480, width: int = 640, config=None, prog
         mark(f"step {step} AdamW update" + (" (allocates its two moments)" if step == 1 else ""))
     counts = parameter_counts(pipe)
     mib = 2 ** 20
-    arithmetic = {"UNet weights, fp32": counts["unet"] * 4 / mib, "UNet gradients, fp32": counts["unet"] * 4 / mib,
-                  "AdamW moments, 2 x fp32": counts["unet"] * 8 / mib, "VAE weights, fp32": counts["vae"] * 4 / mib,
-                  "text encoder weights, fp32": counts["text_encoder"] * 4 / mib}
+    arithmetic = {"weights, fp32 (UNet, VAE, text encoder)": sum(counts.values()) * 4 / mib,
+                  "AdamW moments, 2 x fp32": counts["unet"] * 8 / mib,
+                  "UNet gradients, fp32 (from backward to the update)": counts["unet"] * 4 / mib}
     return {"phases": phases, "memory_kind": kind, "parameters": counts, "arithmetic_mb": arithmetic,
             "config": config, "size": (height, width), "loss": float(loss.detach())}
 
@@ -322,9 +321,9 @@ def format_memory_report(result: dict) -> str:
         lines.append(f"{p['phase']:<62} {p['peak_mb']:>9,.0f} {now:>9} {p['seconds']:>7.1f}")
     counts = result["parameters"]
     lines.append("parameters: " + ", ".join(f"{k} {v / 1e6:,.1f} M" for k, v in counts.items()))
-    total = sum(result["arithmetic_mb"].values())
-    lines.append("what must be held whatever the activations (MiB): " + ", ".join(
-        f"{k} {v:,.0f}" for k, v in result["arithmetic_mb"].items()) + f"; total {total:,.0f}")
-    lines.append(f"peak above that: {result['phases'][-1]['peak_mb'] - total:,.0f} MiB (activations, bf16 weight copies, "
-                 "the interpreter and libraries; gradients are freed after each update)")
+    lines.append("arithmetic (MiB): " + ", ".join(f"{k} {v:,.0f}" for k, v in result["arithmetic_mb"].items()))
+    held = sum(v for k, v in result["arithmetic_mb"].items() if not k.startswith("UNet gradients"))
+    lines.append(f"peak minus what is held throughout (weights and moments, {held:,.0f}): "
+                 f"{result['phases'][-1]['peak_mb'] - held:,.0f} MiB of activations, bf16 copies of weights under "
+                 "autocast, and the interpreter with its libraries (gradients are freed at each update)")
     return "\n".join(lines)
