@@ -102,3 +102,17 @@ def test_gates_are_judged_per_build():
 def test_table_without_measurements_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="spread measure"):
         write_table(tmp_path, tmp_path / "out.md")
+
+
+def test_measure_builds_under_the_cache_lock(tmp_path, monkeypatch):
+    """Called without the lock, the build's two UNet processes would each take it and train one after the other."""
+    from genpercept_lessons.course import spread
+    from genpercept_lessons.mini import background
+
+    calls = []
+    monkeypatch.setattr(background, "run_build", lambda seed, precision: calls.append((seed, precision)))
+    monkeypatch.setattr(spread, "_asset_numbers", lambda seed, precision: {})
+    (tmp_path / "nb").mkdir()
+    out = spread.measure_build(3, "fp32", out_dir=tmp_path, notebooks_dir=tmp_path / "nb")
+    assert calls == [(3, "fp32")] and out.name == "seed3-fp32.json"
+
