@@ -296,8 +296,8 @@ def training_autocast(device, config: E2EConfig):
 
 
 def micro_batch_loss(model, vae, batch: dict, text, alpha_bar: float, timestep: int, task: str, config: E2EConfig,
-                      frame: str, generator):
-    """The loss of one micro-batch (call inside ``_autocast``): encode RGB (no grad), one UNet pass at t = T, decode
+                     frame: str, generator):
+    """The scalar loss of one micro-batch (call inside ``training_autocast``): encode RGB (no grad), one UNet pass at t = T, decode
     with gradients and the task loss (or GenPercept's latent MSE). Noise, if any, is drawn from ``generator``."""
     import torch
 
