@@ -1,7 +1,31 @@
 """Shared fixtures: a throwaway asset cache and a tiny Marigold pipeline folder in the real layout."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# what a notebook kernel started later on the same test worker inherits: a test that changes one of these without
+# monkeypatch would make the next lesson run on another build (once, seed 3 fp32, which it then waited to be built)
+_COURSE_ENV = ("GENPERCEPT_", "HF_", "OMP_", "CUDA_")
+
+
+def _course_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_COURSE_ENV)}
+
+
+@pytest.fixture(autouse=True)
+def _environment_left_as_found():
+    """Fail a test that leaves the course's environment variables changed (monkeypatch.setenv restores its own)."""
+    before = _course_env()
+    yield
+    after = _course_env()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        os.environ.update(before)
+        for k in set(after) - set(before):
+            os.environ.pop(k)
+        pytest.fail(f"the test left environment variables changed: {changed} (use monkeypatch.setenv)")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -48,16 +49,19 @@ def test_probes_read_values_and_failed_cells_are_recorded(tmp_path):
         nbformat.v4.new_code_cell("import numpy as np\nx = 2.5\nper = np.array([1.0, -2.0])"),
         nbformat.v4.new_code_cell("assert x > 3, 'planted failure'"),
         nbformat.v4.new_code_cell("y = x + 1"),
+        nbformat.v4.new_code_cell("import os\nbuild = int(os.environ['GENPERCEPT_MINI_SEED']) + 10 * (os.environ['GENPERCEPT_MINI_PRECISION'] == 'fp32')"),
     ])
     path = tmp_path / "99_probe.ipynb"
     nbformat.write(nb, str(path))
     probes = [Probe("99", "x = 2.5", "twice x", "2 * x"), Probe("99", "x = 2.5", "per scene", "per"),
-              Probe("99", "x = 2.5", "broken", "undefined_name"), Probe("99", "y = x + 1", "y", "y")]
-    out = _run_notebook(path, probes, timeout=60)
+              Probe("99", "x = 2.5", "broken", "undefined_name"), Probe("99", "y = x + 1", "y", "y"),
+              Probe("99", "build = ", "build", "build")]
+    out = _run_notebook(path, probes, timeout=60, seed=2, precision="fp32")
     assert out["values"]["twice x"] == 5.0 and out["values"]["per scene"] == [1.0, -2.0]
     assert out["values"]["y"] == 3.5  # cells after a failed one still run
     assert out["values"]["broken"].startswith("error: NameError")
     assert len(out["errors"]) == 1 and "planted failure" in out["errors"][0]
+    assert out["values"]["build"] == 12  # the kernel runs on the build measured
 
 
 def test_table_shows_every_build_with_min_max_and_paired_spread(tmp_path):
@@ -110,9 +114,13 @@ def test_measure_builds_under_the_cache_lock(tmp_path, monkeypatch):
     from genpercept_lessons.mini import background
 
     calls = []
+    before = dict(os.environ)
     monkeypatch.setattr(background, "run_build", lambda seed, precision: calls.append((seed, precision)))
     monkeypatch.setattr(spread, "_asset_numbers", lambda seed, precision: {})
     (tmp_path / "nb").mkdir()
     out = spread.measure_build(3, "fp32", out_dir=tmp_path, notebooks_dir=tmp_path / "nb")
     assert calls == [(3, "fp32")] and out.name == "seed3-fp32.json"
+    # the build measured reaches the kernels only: this process's environment is unchanged (it once leaked seed 3
+    # fp32 into a test worker, whose next notebook then waited for that build to be made: CI timed out)
+    assert dict(os.environ) == before
 

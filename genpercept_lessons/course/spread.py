@@ -270,8 +270,12 @@ def _with_probes(nb, probes: list[Probe]):
     return nb
 
 
-def _run_notebook(path: Path, probes: list[Probe], timeout: int) -> dict[str, Any]:
-    """Execute one notebook with probes (errors recorded, not raised); its probe values, failed cells and run time."""
+def _run_notebook(path: Path, probes: list[Probe], timeout: int, seed: int, precision: str) -> dict[str, Any]:
+    """Execute one notebook on the mini build (seed, precision) with probes; its probe values, failed cells, run time.
+
+    Cell errors are recorded, not raised. The build is passed to the kernel's environment only (this process's is
+    left as it was: a caller that goes on, e.g. a test worker, must not inherit another build).
+    """
     import nbformat
 
     from genpercept_lessons.course.site import notebook_client_class
@@ -280,7 +284,8 @@ def _run_notebook(path: Path, probes: list[Probe], timeout: int) -> dict[str, An
     client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
                              resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
-    client.execute(env={**os.environ, "GENPERCEPT_PROFILE": "mini", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    client.execute(env={**os.environ, "GENPERCEPT_PROFILE": "mini", "GENPERCEPT_MINI_SEED": str(seed),
+                        "GENPERCEPT_MINI_PRECISION": precision, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     values, errors = {}, []
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
@@ -312,7 +317,6 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
 
     variant = mini_build(seed, precision)
     seed, precision = variant["seed"], variant["precision"]
-    os.environ["GENPERCEPT_MINI_SEED"], os.environ["GENPERCEPT_MINI_PRECISION"] = str(seed), precision  # kernels
     t0 = time.perf_counter()
     run_build(seed, precision)  # under the cache's build lock: its two UNet processes then train side by side
     out = Path(out_dir) / f"{_build_name(seed, precision)}.json"
@@ -337,7 +341,7 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
         lesson = path.name[:2]
         if lessons and lesson not in lessons:
             continue
-        result = _run_notebook(path, [p for p in PROBES if p.lesson == lesson], timeout)
+        result = _run_notebook(path, [p for p in PROBES if p.lesson == lesson], timeout, seed, precision)
         record["values"].update(result["values"])
         record["lesson_seconds"][lesson] = result["seconds"]
         if result["errors"]:
