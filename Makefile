@@ -17,7 +17,7 @@ FILE ?= genpercept-build.tar.gz
 IMPORT ?=
 LAB_ARGS ?=
 
-.PHONY: setup assets export-assets lab test test-lib test-notebooks notebooks lint course spread clean-venv mutation
+.PHONY: setup assets export-assets lab test test-lib test-notebooks notebooks lint course spread rehearse clean-venv mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on 
 	for b in $(SPREAD_BUILDS); do \
 	  $(PY) -m genpercept_lessons.course.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
 	$(PY) -m genpercept_lessons.course.spread table
+
+rehearse: setup  ## run every lesson in the FULL profile on the CPU against random-weight stand-ins of the real checkpoints and datasets (LESSONS="02 03" for some; ~12 GB of stand-ins in the cache)
+	$(PY) -m genpercept_lessons.course.rehearsal $(if $(LESSONS),--lessons $(LESSONS))
 
 clean-venv:
 	rm -rf $(VENV)

@@ -66,7 +66,10 @@ def _decode(pipe, latents):
         return pipe.decode_prediction(latents)  # depth [B,1,H,W] in [0,1] / normals [B,3,H,W] unit
 
 
-def _check_arguments(steps, spacing, noise, ensemble, generator, latents) -> None:
+def _check_arguments(steps, spacing, noise, ensemble, generator, latents, ensembling_kwargs=None) -> None:
+    if ensembling_kwargs is not None and not isinstance(ensembling_kwargs, dict):
+        raise TypeError(f"predict: `ensembling_kwargs` must be a dict for diffusers' ensemble_depth (e.g. "
+                        f"{{'max_iter': 50, 'tol': 1e-6}}) or None, got {type(ensembling_kwargs).__name__}")
     if spacing not in SPACINGS:
         raise ValueError(f"predict: `spacing` must be one of {SPACINGS}, got {spacing!r}")
     if noise not in NOISE_TYPES:
@@ -118,22 +121,26 @@ def _denoise(pipe, rgb, start, scheduler, steps: int, batch_size: int, generator
     return torch.cat(finals), [torch.cat(b) for b in per_step], [torch.cat(b) for b in inputs]
 
 
-def _ensemble(pipe, pred, n: int, ensemble: int, task: str):
-    """[N*E,C,H,W] members -> [N,C,H,W]: diffusers' aligned median (depth) or the member closest to the mean (normals)."""
+def _ensemble(pipe, pred, n: int, ensemble: int, task: str, ensembling_kwargs=None):
+    """[N*E,C,H,W] members -> [N,C,H,W]: diffusers' aligned median (depth) or the member closest to the mean (normals).
+
+    ``ensembling_kwargs`` go to diffusers' ``ensemble_depth`` (depth only; e.g. Marigold's own max_iter=50, tol=1e-6).
+    """
     import torch
 
     if ensemble == 1:
         return pred
     pred = pred.reshape(n, ensemble, *pred.shape[1:])
     if task == "depth":
-        return torch.cat([pipe.ensemble_depth(pred[j], pipe.scale_invariant, pipe.shift_invariant)[0]
-                          for j in range(n)])
+        return torch.cat([pipe.ensemble_depth(pred[j], pipe.scale_invariant, pipe.shift_invariant,
+                                              **(ensembling_kwargs or {}))[0] for j in range(n)])
     return torch.cat([pipe.ensemble_normals(pred[j], False)[0] for j in range(n)])
 
 
 def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian",
                      ensemble: int = 1, generator=None, latents=None, batch_size: int | None = None,
-                     processing_resolution: int | None = None, keep_intermediates: bool = False) -> Prediction:
+                     processing_resolution: int | None = None, keep_intermediates: bool = False,
+                     ensembling_kwargs: dict | None = None) -> Prediction:
     """Run Marigold's loop on ``images`` (uint8 [N,H,W,3]); see ``predict``. Introduced in notebook 01.
 
     With ``keep_intermediates`` the result also holds each step's input latent and x̂0.
@@ -142,7 +149,7 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
 
     # 0. Which task, and are the arguments sensible (before any model runs)
     task = pipeline_task(pipe)
-    _check_arguments(steps, spacing, noise, ensemble, generator, latents)
+    _check_arguments(steps, spacing, noise, ensemble, generator, latents, ensembling_kwargs)
     with torch.no_grad():
         # 1. The image as the pipeline sees it: [N,3,H',W'] in [-1,1], resized to the processing resolution and padded
         image = images_to_tensor(images).to(pipe.device, pipe.dtype)
@@ -166,7 +173,7 @@ def predict_detailed(pipe, images, steps: int = 1, spacing: str = "trailing", no
         out.x0_decoded = [_to_numpy(pipe.image_processor.unpad_image(_decode(pipe, lat), padding), pipe)
                           for lat in x0_latents]
         # 6. Combine the ensemble members, 7. resize back to the input size (normals renormalised)
-        pred = _ensemble(pipe, pred, n, ensemble, task)
+        pred = _ensemble(pipe, pred, n, ensemble, task, ensembling_kwargs)
         pred = pipe.image_processor.resize_antialias(pred, original, "bilinear", is_aa=False)
         if task == "normals":
             pred = pipe.normalize_normals(pred)
@@ -184,12 +191,13 @@ def _to_numpy(pred, pipe):
 
 def predict(pipe, images, steps: int = 1, spacing: str = "trailing", noise: str = "gaussian", ensemble: int = 1,
             generator=None, latents=None, batch_size: int | None = None,
-            processing_resolution: int | None = None) -> np.ndarray:
+            processing_resolution: int | None = None, ensembling_kwargs: dict | None = None) -> np.ndarray:
     """Marigold inference written out: depth [N,H,W] in [0,1], or unit normals [N,H,W,3] for a normals pipeline.
 
     images uint8 [N,H,W,3]; ``spacing`` "leading" | "trailing" | "linspace"; ``noise`` "gaussian" (from
     ``generator``) | "zeros"; ``ensemble`` > 1 aligns members without ground truth and takes the median (depth) or the
-    member closest to the mean normal (normals), as diffusers does. Introduced in notebook 01.
+    member closest to the mean normal (normals), as diffusers does; ``ensembling_kwargs`` (depth) go to diffusers'
+    ``ensemble_depth``, e.g. {"max_iter": 50, "tol": 1e-6}, Marigold's own settings. Introduced in notebook 01.
     """
     return predict_detailed(pipe, images, steps, spacing, noise, ensemble, generator, latents, batch_size,
-                            processing_resolution).prediction
+                            processing_resolution, ensembling_kwargs=ensembling_kwargs).prediction

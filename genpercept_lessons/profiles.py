@@ -11,12 +11,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "FULL_CHECKPOINTS", "DEFAULT_BUILD_FILE", "get_profile",
-           "mini_build", "mini_build_settings", "cpu_has_bf16"]
+__all__ = ["Profile", "PROFILE_NAMES", "PRECISIONS", "FULL_CHECKPOINTS", "DEFAULT_BUILD_FILE", "REHEARSAL_ENV",
+           "REHEARSAL_SETTINGS", "get_profile", "mini_build", "mini_build_settings", "cpu_has_bf16"]
 
 PROFILE_NAMES = ("mini", "full")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_BUILD_FILE = "default-build.json"  # in the cache: the build variant an imported archive brought
+# The full profile's dress rehearsal (``python -m genpercept_lessons.course.rehearsal``) sets this to "1": the full
+# profile then runs on the CPU at a tiny size and count, against random-weight stand-ins of the real checkpoints
+REHEARSAL_ENV = "GENPERCEPT_REHEARSAL"
+REHEARSAL_SETTINGS = {"device": "cpu", "resolution": 64, "eval_scenes": 3, "inference_batch_size": 1, "e2e_steps": 2,
+                      "e2e_batch_size": 1, "e2e_grad_accumulation": 1, "rehearsal": True}
 # The full profile's released checkpoints, by generation (``get_profile("full", checkpoints="v1-1")`` or
 # $GENPERCEPT_CHECKPOINTS). Marigold v1-0 released no normals model: the E2E-FT authors trained one with Marigold's
 # recipe (E2E-FT README). v1-1 is what diffusers' Marigold docs load. "e2e-ft" are those two after E2E-FT.
@@ -149,6 +154,7 @@ class Profile:
     build_precision: str | None = None  # mini only: the precision that build trains in, "bf16" or "fp32"
     normals_convention: str | None = None  # the frame normals_model predicts in; None = normals_convention.checkpoint_convention
     checkpoints: str | None = None  # full only: which FULL_CHECKPOINTS generation depth_model / normals_model come from
+    rehearsal: bool = False  # full only: a CPU rehearsal on random-weight stand-ins ($GENPERCEPT_REHEARSAL=1)
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -156,11 +162,27 @@ class Profile:
         """True for the offline CPU profile."""
         return self.name == "mini"
 
+    @property
+    def eval_settings(self) -> dict[str, Any]:
+        """``evaluate``'s keyword arguments for this profile's held-out set: protocol, processing resolution, ensembling.
+
+        Full profile: the NYUv2 protocol at the images' own resolution (``processing_res 0``, as Marigold's
+        ``script/eval/11_infer_nyu.sh`` and E2E-FT's ``Marigold/infer.py`` run it; the rehearsal shrinks it to
+        ``resolution``), and ensembles aligned as Marigold's ``marigold/util/ensemble.py`` does (50 iterations,
+        tolerance 1e-6; diffusers' default is 2 and 1e-3). Mini: MiniScenes at the model's own, diffusers' defaults.
+        """
+        if self.is_mini:
+            return {"protocol": self.eval_protocol}
+        return {"protocol": self.eval_protocol, "processing_resolution": self.resolution if self.rehearsal else 0,
+                "ensembling_kwargs": {"max_iter": 50, "tol": 1e-6}}
+
     def describe(self) -> str:
         """A few lines naming the profile, device and models, printed by every notebook's first cell."""
         build = (f"\nmini build: seed {self.build_seed}, {self.build_precision} (set GENPERCEPT_MINI_SEED / "
                  "GENPERCEPT_MINI_PRECISION for another)" if self.is_mini else "")
         build += f"\ncheckpoints: Marigold {self.checkpoints} (GENPERCEPT_CHECKPOINTS: v1-0, v1-1, e2e-ft)" if self.checkpoints else ""
+        build += ("\nREHEARSAL: random-weight stand-ins, tiny sizes and counts; claims that need the real weights "
+                  "are reported, not asserted") if self.rehearsal else ""
         return (f"profile: {self.name} | device: {self.device} | resolution: {self.resolution}\n"
                 f"depth model: {self.depth_model}\nnormals model: {self.normals_model}{build}")
 
@@ -206,7 +228,7 @@ def _full(**overrides: Any) -> Profile:
     if checkpoints not in FULL_CHECKPOINTS:
         raise ValueError(f"get_profile: `checkpoints` (or GENPERCEPT_CHECKPOINTS) must be one of {tuple(FULL_CHECKPOINTS)}, "
                          f"got {checkpoints!r}")
-    return Profile(
+    full = Profile(
         name="full",
         device=overrides.pop("device", None) or _default_device("full"),
         depth_model=FULL_CHECKPOINTS[checkpoints]["depth"],
@@ -228,6 +250,11 @@ def _full(**overrides: Any) -> Profile:
         notes={"data": "Hypersim + Virtual KITTI 2 (training), NYUv2 (evaluation), prepared by data_scripts/",
                "models": "released checkpoints from the Hugging Face Hub (E2E-FT README, diffusers Marigold docs)"},
     )
+    rehearsal = os.environ.get(REHEARSAL_ENV, "").strip()
+    if rehearsal not in ("", "0", "1"):
+        raise ValueError(f"get_profile: {REHEARSAL_ENV} must be '1' (rehearse the full profile) or '0'/unset, got "
+                         f"{rehearsal!r}")
+    return dataclasses.replace(full, **REHEARSAL_SETTINGS) if rehearsal == "1" else full
 
 
 def get_profile(name: str | None = None, **overrides: Any) -> Profile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["parse_data_spec", "load_training_data"]
+__all__ = ["parse_data_spec", "load_training_data", "load_eval_data"]
 
 
 def parse_data_spec(spec: str) -> tuple[str, float]:
@@ -35,3 +35,16 @@ def load_training_data(location: str, split: str = "train"):
         raise FileNotFoundError(f"'{folder}' is not a prepared dataset folder; create it with data_scripts/prepare_"
                                 "hypersim.py, prepare_vkitti2.py or prepare_nyuv2.py (see data_scripts/README.md)")
     return load_from_disk(str(folder)).with_format("numpy", dtype=None)
+
+
+def load_eval_data(profile):
+    """The held-out scenes a profile's lessons measure on: MiniScenes test (mini), prepared NYUv2 test (full). Introduced in notebook 02.
+
+    Evaluate on them with ``profile.eval_settings`` (the protocol, and in the full profile the papers' processing
+    resolution).
+    """
+    from genpercept_lessons.profiles import Profile
+
+    if not isinstance(profile, Profile):
+        raise TypeError(f"load_eval_data: `profile` must be a Profile (get_profile(...)), got {type(profile).__name__}")
+    return load_training_data(profile.eval_data, split="test")

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from genpercept_lessons.course.spread import ASSET_CLAIMS, PROBES, Probe, _run_notebook, _with_probes, write_table
+from genpercept_lessons.course.spread import ASSET_CLAIMS, PROBES, Probe, _with_probes, run_notebook, write_table
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -49,14 +49,15 @@ def test_probes_read_values_and_failed_cells_are_recorded(tmp_path):
         nbformat.v4.new_code_cell("import numpy as np\nx = 2.5\nper = np.array([1.0, -2.0])"),
         nbformat.v4.new_code_cell("assert x > 3, 'planted failure'"),
         nbformat.v4.new_code_cell("y = x + 1"),
-        nbformat.v4.new_code_cell("import os\nbuild = int(os.environ['GENPERCEPT_MINI_SEED']) + 10 * (os.environ['GENPERCEPT_MINI_PRECISION'] == 'fp32')"),
+        nbformat.v4.new_code_cell("import os\nbuild = int(os.environ['GENPERCEPT_MINI_SEED'])"
+                                  " + 10 * (os.environ['GENPERCEPT_MINI_PRECISION'] == 'fp32')"),
     ])
     path = tmp_path / "99_probe.ipynb"
     nbformat.write(nb, str(path))
     probes = [Probe("99", "x = 2.5", "twice x", "2 * x"), Probe("99", "x = 2.5", "per scene", "per"),
               Probe("99", "x = 2.5", "broken", "undefined_name"), Probe("99", "y = x + 1", "y", "y"),
               Probe("99", "build = ", "build", "build")]
-    out = _run_notebook(path, probes, timeout=60, seed=2, precision="fp32")
+    out = run_notebook(path, {"GENPERCEPT_MINI_SEED": "2", "GENPERCEPT_MINI_PRECISION": "fp32"}, 60, probes)
     assert out["values"]["twice x"] == 5.0 and out["values"]["per scene"] == [1.0, -2.0]
     assert out["values"]["y"] == 3.5  # cells after a failed one still run
     assert out["values"]["broken"].startswith("error: NameError")

@@ -45,11 +45,12 @@ def _check_layers(name: str, value, most: int) -> int:
 
 
 def standin_marigold(task: str = "depth", *, layers: int = 2, text_layers: int = 23, seed: int = 0,
-                     tokenizer_dir: str | os.PathLike | None = None):
+                     tokenizer_dir: str | os.PathLike | None = None, resolution: int = 768):
     """A ``MarigoldDepthPipeline``/``MarigoldNormalsPipeline`` with Marigold v1-0's shapes and random fp32 weights.
 
     ``layers`` (1 or 2, real: 2) is the UNet's and VAE's layers per block; ``text_layers`` (1..23, real: 23) the text
-    encoder's depth. Built in memory (5.2 GB of fp32 weights at the real size; about a minute on 2 cores).
+    encoder's depth; ``resolution`` the default processing resolution it records (real: 768). Built in memory (5.2 GB
+    of fp32 weights at the real size; about a minute on 2 cores).
     """
     import tempfile
 
@@ -64,6 +65,8 @@ def standin_marigold(task: str = "depth", *, layers: int = 2, text_layers: int =
     check_task("standin_marigold", task)
     _check_layers("layers", layers, 2)
     _check_layers("text_layers", text_layers, 23)
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 8 or resolution % 8:
+        raise ValueError(f"standin_marigold: `resolution` must be a positive multiple of 8, got {resolution!r}")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**{**SD2_UNET_CONFIG, "layers_per_block": layers})
     vae = AutoencoderKL(**{**SD_VAE_CONFIG, "layers_per_block": layers})
@@ -71,7 +74,7 @@ def standin_marigold(task: str = "depth", *, layers: int = 2, text_layers: int =
     tokenizer = make_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="genpercept-standin-tokenizer-"))
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
-    return make_pipeline(task, unet, vae, text_encoder, tokenizer, resolution=768)
+    return make_pipeline(task, unet, vae, text_encoder, tokenizer, resolution=resolution)
 
 
 def parameter_counts(pipe) -> dict[str, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Probe", "PROBES", "ASSET_CLAIMS", "measure_build", "write_table"]
+__all__ = ["Probe", "PROBES", "ASSET_CLAIMS", "measure_build", "run_notebook", "write_table"]
 
 PROBE_TAG = "GENPERCEPT_PROBE "
 
@@ -270,22 +270,24 @@ def _with_probes(nb, probes: list[Probe]):
     return nb
 
 
-def _run_notebook(path: Path, probes: list[Probe], timeout: int, seed: int, precision: str) -> dict[str, Any]:
-    """Execute one notebook on the mini build (seed, precision) with probes; its probe values, failed cells, run time.
+def run_notebook(path: str | os.PathLike, env: dict[str, str], timeout: int,
+                 probes: list[Probe] = ()) -> dict[str, Any]:
+    """Execute one notebook with ``env`` added to its kernel's environment; {"values", "errors", "seconds", "notebook"}.
 
-    Cell errors are recorded, not raised. The build is passed to the kernel's environment only (this process's is
-    left as it was: a caller that goes on, e.g. a test worker, must not inherit another build).
+    ``values`` are the probes' readings, ``errors`` one line per failed cell (recorded, not raised: later cells still
+    run), ``notebook`` the executed notebook. ``env`` reaches the kernel only: this process's environment is left as
+    it was (a caller that goes on, e.g. a test worker, must not inherit another build).
     """
     import nbformat
 
     from genpercept_lessons.course.site import notebook_client_class
 
-    nb = _with_probes(nbformat.read(str(path), as_version=4), probes)
+    path = Path(path)
+    nb = _with_probes(nbformat.read(str(path), as_version=4), list(probes))
     client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
                              resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
-    client.execute(env={**os.environ, "GENPERCEPT_PROFILE": "mini", "GENPERCEPT_MINI_SEED": str(seed),
-                        "GENPERCEPT_MINI_PRECISION": precision, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    client.execute(env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **env})
     values, errors = {}, []
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
@@ -296,7 +298,7 @@ def _run_notebook(path: Path, probes: list[Probe], timeout: int, seed: int, prec
             elif out.get("output_type") == "error":
                 first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
                 errors.append(f"cell {i} ({first[:50]!r}): {out['ename']}: {out['evalue'][:200]}")
-    return {"values": values, "errors": errors, "seconds": round(time.perf_counter() - start, 1)}
+    return {"values": values, "errors": errors, "seconds": round(time.perf_counter() - start, 1), "notebook": nb}
 
 
 def _build_name(seed: int, precision: str) -> str:
@@ -341,7 +343,9 @@ def measure_build(seed: int, precision: str, out_dir: str | os.PathLike = "docs/
         lesson = path.name[:2]
         if lessons and lesson not in lessons:
             continue
-        result = _run_notebook(path, [p for p in PROBES if p.lesson == lesson], timeout, seed, precision)
+        result = run_notebook(path, {"GENPERCEPT_PROFILE": "mini", "GENPERCEPT_MINI_SEED": str(seed),
+                                     "GENPERCEPT_MINI_PRECISION": precision}, timeout,
+                              [p for p in PROBES if p.lesson == lesson])
         record["values"].update(result["values"])
         record["lesson_seconds"][lesson] = result["seconds"]
         if result["errors"]:

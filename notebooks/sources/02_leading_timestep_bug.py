@@ -20,8 +20,10 @@
 # %%
 import torch
 
-from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons import get_profile, load_marigold
+from genpercept_lessons.claims import rehearsal_skip
 from genpercept_lessons.runtime import set_seed
+from genpercept_lessons.training_data import load_eval_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
@@ -104,7 +106,7 @@ from genpercept_lessons.images import images_to_tensor
 from genpercept_lessons.inference import empty_text_embedding, encode_rgb
 from genpercept_lessons.noise_schedules import with_spacing
 
-scenes = load_miniscenes("test")
+scenes = load_eval_data(profile)  # held-out MiniScenes; in the full profile, NYUv2's 654 test images
 rgb_latent = encode_rgb(pipe, images_to_tensor(scenes[:4]["image"], signed=True))  # [-1,1] images -> [4,4,h,w]
 text = empty_text_embedding(pipe).expand(len(rgb_latent), -1, -1)      # the empty prompt, once per image
 
@@ -229,17 +231,23 @@ fig = prediction_grid(batch["image"], {"ground truth": batch["depth"], "leading,
 
 # %% [markdown]
 # ## 4. The metric collapse
-# On held-out scenes, with Marigold's protocol (least-squares scale and shift per image, then AbsRel and δ1):
+# On held-out scenes, with Marigold's protocol (least-squares scale and shift per image, then AbsRel and δ1). In the
+# full profile these are NYUv2's 654 test images under its evaluation protocol (Eigen crop, depth in [1e-3, 10] m) at
+# the images' own resolution, as Marigold's `script/eval/11_infer_nyu.sh` runs it (`profile.eval_settings`); E2E-FT's
+# Fig. 5 plots the result there: AbsRel near 30 % for one leading step against 5.7 % for one trailing step (Table 1).
 
 # %%
 from genpercept_lessons.evaluation import evaluate
 
-N = 100 if profile.is_mini else 20
-results = {s: evaluate(pipe, scenes, n=N, steps=1, spacing=s)["metrics"] for s in ("leading", "trailing")}
+N = 100 if profile.is_mini else profile.eval_scenes
+results = {s: evaluate(pipe, scenes, n=N, steps=1, spacing=s, **profile.eval_settings)["metrics"]
+           for s in ("leading", "trailing")}
 for s, m in results.items():
     print(f"{s:8s} 1 step: AbsRel {m['abs_rel']:.3f}, δ1 {m['delta1']:.3f}")
-assert results["leading"]["abs_rel"] >= 2 * results["trailing"]["abs_rel"]
-assert results["leading"]["delta1"] < results["trailing"]["delta1"]
+assert results["leading"]["abs_rel"] >= 2 * results["trailing"]["abs_rel"] or rehearsal_skip(
+    profile, "one leading step has at least twice the AbsRel of one trailing step (E2E-FT Fig. 5: ~30 vs 5.7)")
+assert results["leading"]["delta1"] < results["trailing"]["delta1"] or rehearsal_skip(
+    profile, "one leading step has a lower δ1 than one trailing step")
 
 # %% [markdown]
 # ## 5. Explore

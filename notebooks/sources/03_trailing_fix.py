@@ -20,16 +20,19 @@
 import numpy as np
 import torch
 
-from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons import get_profile, load_marigold
+from genpercept_lessons.claims import rehearsal_skip
 from genpercept_lessons.runtime import set_seed
+from genpercept_lessons.training_data import load_eval_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
 print(profile.describe())
 set_seed(0)
 pipe = load_marigold(profile, "depth")
-scenes = load_miniscenes("test")
-N_SWEEP, N_ENSEMBLE = (100, 50) if profile.is_mini else (10, 3)
+scenes = load_eval_data(profile)  # held-out MiniScenes; in the full profile NYUv2's test images (lesson 02)
+# 50 x 10 is 500 UNet calls per image: the full profile (a GPU, 480 x 640) measures it on NYUv2's first 20 test images
+N_SWEEP, N_ENSEMBLE = (100, 50) if profile.is_mini else (min(100, profile.eval_scenes), min(20, profile.eval_scenes))
 
 # %% [markdown]
 # ## 1. The fix is one argument
@@ -58,7 +61,7 @@ seconds = {s: {} for s in sweep}
 per_scene = {s: {} for s in sweep}  # AbsRel of every scene, for paired comparisons
 for spacing in sweep:
     for n in STEPS:
-        r = evaluate(pipe, scenes, n=N_SWEEP, steps=n, spacing=spacing)
+        r = evaluate(pipe, scenes, n=N_SWEEP, steps=n, spacing=spacing, **profile.eval_settings)
         sweep[spacing][n], seconds[spacing][n], per_scene[spacing][n] = r["metrics"], r["seconds"], r["per_image"]["abs_rel"]
         print(f"{spacing:8s} {n:2d} steps: AbsRel {r['metrics']['abs_rel']:.3f}  δ1 {r['metrics']['delta1']:.3f}  "
               f"({r['seconds']:.1f} s for {N_SWEEP} images)")
@@ -69,9 +72,9 @@ for spacing in sweep:
 # Marigold §3.4) and reduced by the pixel-wise median. On a small subset, because it is 500 UNet calls per image.
 
 # %%
-ensemble = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=50, spacing="leading", ensemble=10)
-one_step = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=1, spacing="trailing")
-one_step_leading = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=1, spacing="leading")
+ensemble = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=50, spacing="leading", ensemble=10, **profile.eval_settings)
+one_step = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=1, spacing="trailing", **profile.eval_settings)
+one_step_leading = evaluate(pipe, scenes, n=N_ENSEMBLE, steps=1, spacing="leading", **profile.eval_settings)
 print(f"on the first {N_ENSEMBLE} scenes:")
 for name, r in (("leading 50 × 10 ensemble", ensemble), ("trailing 1 step", one_step),
                 ("leading 1 step", one_step_leading)):
@@ -201,11 +204,13 @@ print(f"trailing 1 step / leading 50 steps (no ensemble): {vs_fifty:.3f}")
 print(f"ensemble / one of its 50-step members: {ensemble['metrics']['abs_rel'] / member:.3f}")
 print(f"leading 1 step / trailing 1 step AbsRel: {sweep['leading'][1]['abs_rel'] / sweep['trailing'][1]['abs_rel']:.1f}")
 print(f"speed-up of 1 step over 50 × 10 here: {speedup:.0f}× (paper: {24 / 0.121:.0f}×)")
-assert ratio <= 1.3
-assert sweep["trailing"][1]["abs_rel"] < sweep["leading"][50]["abs_rel"]
-assert ensemble["metrics"]["abs_rel"] < member
-assert sweep["leading"][1]["abs_rel"] >= 2.5 * sweep["trailing"][1]["abs_rel"]
-assert speedup > 50
+assert ratio <= 1.3 or rehearsal_skip(profile, "one trailing step within 30 % of the 50 x 10 ensemble (paper: 5.7 vs 5.5)")
+assert ensemble["metrics"]["abs_rel"] < member or rehearsal_skip(profile, "the ensemble beats one of its members")
+assert sweep["leading"][1]["abs_rel"] >= 2.5 * sweep["trailing"][1]["abs_rel"] or rehearsal_skip(
+    profile, "one leading step is at least 2.5x worse than one trailing step (E2E-FT Fig. 5)")
+assert speedup > 50 or rehearsal_skip(profile, "one step is more than 50x faster than 50 x 10 (paper: 198x)")
+if profile.is_mini:  # NYUv2's gap is 5 % (5.7 vs 6.0): too small to assert on the full profile's 100-image subset
+    assert sweep["trailing"][1]["abs_rel"] < sweep["leading"][50]["abs_rel"]
 
 # %% [markdown]
 # ### Fig. 5's other two findings
@@ -214,8 +219,8 @@ assert speedup > 50
 # builds we measured in `docs/robustness.md`, not asserted):
 
 # %%
-N_ENS_ONE = 20  # aligning 10 members costs more than predicting them at one step
-ens_one = evaluate(pipe, scenes, n=N_ENS_ONE, steps=1, spacing="trailing", ensemble=10)
+N_ENS_ONE = min(20, N_ENSEMBLE)  # aligning 10 members costs more than predicting them at one step
+ens_one = evaluate(pipe, scenes, n=N_ENS_ONE, steps=1, spacing="trailing", ensemble=10, **profile.eval_settings)
 more_steps = sweep["trailing"][50]["abs_rel"] / sweep["trailing"][1]["abs_rel"]
 ens_gain = ens_one["metrics"]["abs_rel"] / one_step["per_image"]["abs_rel"][:N_ENS_ONE].mean()  # the same scenes
 print(f"trailing 50 steps / 1 step AbsRel: {more_steps:.3f}; 10-member ensemble of 1-step members / one member: "
@@ -230,8 +235,10 @@ print(f"trailing 50 steps / 1 step AbsRel: {more_steps:.3f}; 10-member ensemble 
 lead, trail = sweep["leading"], sweep["trailing"]
 print(f"leading 1 → 50 steps: {lead[1]['abs_rel']:.3f} → {lead[50]['abs_rel']:.3f}; "
       f"trailing 50 steps: {trail[50]['abs_rel']:.3f}")
-assert lead[50]["abs_rel"] <= 0.5 * lead[1]["abs_rel"]          # more leading steps repair most of the damage
-assert abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) <= 0.1 * trail[50]["abs_rel"]  # at 50 steps spacing hardly matters
+assert lead[50]["abs_rel"] <= 0.5 * lead[1]["abs_rel"] or rehearsal_skip(  # more leading steps repair most of it
+    profile, "50 leading steps halve one leading step's AbsRel (paper: 6.0 vs ~30)")
+if profile.is_mini:  # measured on every mini build; the paper gives no number for 50 trailing steps (Fig. 5 only)
+    assert abs(lead[50]["abs_rel"] - trail[50]["abs_rel"]) <= 0.1 * trail[50]["abs_rel"]  # at 50 steps spacing hardly matters
 
 # %%
 from genpercept_lessons.viz import prediction_grid
@@ -285,8 +292,8 @@ if profile.is_mini:
 else:
     pipe_v11 = load_marigold(profile, "depth", model="prs-eth/marigold-depth-v1-1")  # the released v1-1 checkpoint
 print("v1-1 scheduler:", {k: pipe_v11.scheduler.config[k] for k in ("timestep_spacing", "rescale_betas_zero_snr")})
-v11, v10 = ({noise: evaluate(p, scenes, n=N_ENSEMBLE, steps=1, noise=noise)["metrics"]["abs_rel"] for noise in ("zeros", "gaussian")}
-            for p in (pipe_v11, pipe))
+v11, v10 = ({noise: evaluate(p, scenes, n=N_ENSEMBLE, steps=1, noise=noise, **profile.eval_settings)["metrics"]["abs_rel"]
+             for noise in ("zeros", "gaussian")} for p in (pipe_v11, pipe))
 for noise in v10:
     print(f"1 trailing step, {noise:8s} start: AbsRel v1-0 schedule {v10[noise]:.4f}, v1-1 schedule {v11[noise]:.4f}")
 if profile.is_mini:

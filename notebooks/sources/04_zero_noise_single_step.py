@@ -21,15 +21,16 @@
 import numpy as np
 import torch
 
-from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons import get_profile, load_marigold
 from genpercept_lessons.runtime import set_seed
+from genpercept_lessons.training_data import load_eval_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
 print(profile.describe())
 set_seed(0)
 pipe = load_marigold(profile, "depth")
-scenes = load_miniscenes("test")
+scenes = load_eval_data(profile)  # held-out MiniScenes; in the full profile NYUv2's test images (lesson 02)
 
 # %% [markdown]
 # ## 1. x̂₀ from v, by hand
@@ -77,7 +78,8 @@ x0_seeds = direct + through
 print(f"std across 5 start noises, per latent value: √ᾱ·z {direct.std(0).mean():.3f}, −√(1−ᾱ)·v̂ "
       f"{through.std(0).mean():.3f}, x̂₀ {x0_seeds.std(0).mean():.3f} (x̂₀ itself varies by {x0_seeds.mean(0).std():.3f} "
       "across pixels)")
-assert x0_seeds.std(0).mean() < 0.5 * x0_seeds.mean(0).std()  # the noise moves x̂₀ much less than x̂₀ varies
+if profile.is_mini:  # measured on every mini build; the papers give no number for it
+    assert x0_seeds.std(0).mean() < 0.5 * x0_seeds.mean(0).std()  # the noise moves x̂₀ much less than x̂₀ varies
 
 # %% [markdown]
 # Read the three numbers: the UNet's answer does depend on the noise it is shown, and part of that dependence cancels
@@ -109,10 +111,10 @@ print(f"x̂₀ = {-(1 - a).sqrt():.5f} · v̂  ✓")
 # %%
 from genpercept_lessons.evaluation import evaluate
 
-N = 100 if profile.is_mini else 20
-by_seed = [evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", seed=s) for s in range(5)]
-zero_a = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros")
-zero_b = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros")
+N = 100 if profile.is_mini else min(100, profile.eval_scenes)
+by_seed = [evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", seed=s, **profile.eval_settings) for s in range(5)]
+zero_a = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros", **profile.eval_settings)
+zero_b = evaluate(pipe, scenes, n=N, steps=1, spacing="trailing", noise="zeros", **profile.eval_settings)
 seed_abs_rel = np.array([r["metrics"]["abs_rel"] for r in by_seed])
 print("Gaussian, per seed:", np.round(seed_abs_rel, 4), f"mean {seed_abs_rel.mean():.4f} ± {seed_abs_rel.std():.4f}")
 print(f"zeros: {zero_a['metrics']['abs_rel']:.4f} (run twice: identical = {np.array_equal(zero_a['prediction'], zero_b['prediction'])})")
@@ -123,7 +125,8 @@ paired = zero_a["per_image"]["abs_rel"] - by_seed[0]["per_image"]["abs_rel"]
 print(f"zeros / mean of the Gaussian starts: {rel:.3f}; per scene, zeros − seed 0: "
       f"{paired.mean():+.4f} ± {paired.std(ddof=1):.4f} (zeros better on {(paired < 0).sum()} of {N} scenes)")
 assert np.array_equal(zero_a["prediction"], zero_b["prediction"])  # deterministic
-assert abs(rel - 1) < 0.1  # about as good: within 10 % (every build measured: within 6 %)
+if profile.is_mini:  # every mini build measured: within 6 %. For Marigold v1-0 on NYUv2 the papers report no number
+    assert abs(rel - 1) < 0.1  # about as good: within 10 %
 
 # %% [markdown]
 # **How much does the start noise move the depth map?** Per pixel, the spread of the five seeds' predictions (each
@@ -141,7 +144,8 @@ seed_std = aligned.std(0)                               # [N,H,W]: how much the 
 error = np.abs(aligned.mean(0) - rows_n["depth"])       # [N,H,W]: how far the average is from the truth
 print(f"over {N} scenes: per-pixel spread across seeds {seed_std[valid].mean():.3f} m, error "
       f"{error[valid].mean():.3f} m (ratio {seed_std[valid].mean() / error[valid].mean():.2f})")
-assert seed_std[valid].mean() < error[valid].mean()  # the noise moves the map less than the map misses the truth
+if profile.is_mini:  # measured on every mini build, not a paper's number
+    assert seed_std[valid].mean() < error[valid].mean()  # the noise moves the map less than the map misses the truth
 fig, axes = plt.subplots(3, 4, figsize=(8, 6.2))
 for j in range(4):
     vmax = float(error[j][valid[j]].max())

@@ -1,0 +1,223 @@
+"""The full profile's dress rehearsal on a CPU: every lesson, top to bottom, in the full profile, against stand-ins.
+
+No machine here reaches the Hugging Face Hub or has a GPU, so the full profile's cells would otherwise never run. The
+rehearsal writes random-weight stand-ins of the real checkpoints (``course/full_standins.py``: Stable Diffusion 2's
+UNet with the 8-channel ``conv_in``, SD's VAE with scaling factor 0.18215, SD2's 1024-wide, 23-layer text tower with
+its 77-token context) into a Hugging Face hub cache under the real ids, and stand-in Hypersim / Virtual KITTI 2 /
+NYUv2 files in their real formats (``real_data/standins.py``), prepared by the course's own ``prepare_*``. Each lesson
+then runs with ``GENPERCEPT_PROFILE=full GENPERCEPT_REHEARSAL=1 HF_HUB_OFFLINE=1``: the profile shrinks sizes and
+counts (``profiles.REHEARSAL_SETTINGS``) and every claim that needs the real weights is reported as skipped
+(``claims.rehearsal_skip``), never silently passed. Everything else (the code paths, loaders, conventions, the
+library-vs-open-code checks) runs for real.
+
+The stand-ins record the rehearsal's processing resolution (64 px) as their default instead of the real 768, so that
+cells that run a pipeline at its default stay small. Memory forces one thinning, said here: the UNet and VAE have 1
+layer per block instead of 2 (583 M UNet parameters instead of 866 M), because lessons 05 and 09 hold two pipelines
+beside AdamW's moments on a 24 GiB machine. Widths, attention heads, channels, the text tower and the scheduler
+configurations are the real ones.
+
+    python -m genpercept_lessons.course.rehearsal [--lessons 02 03] [--workdir DIR]     (make rehearse)
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STANDIN_REPOS", "write_standin_hub", "prepare_rehearsal", "rehearse_notebook", "rehearse", "main"]
+
+# hub id -> (what it is, its scheduler's settings beside Marigold v1-0's DDIM config). Marigold v1-0's scheduler json
+# has no timestep_spacing key (diffusers' default "leading"); E2E-FT's checkpoints are saved "trailing"; Marigold v1-1
+# is trained with zero terminal SNR and trailing timesteps (Marigold README, v1-1 news).
+STANDIN_REPOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "prs-eth/marigold-depth-v1-0": ("depth", {}),
+    "GonzaloMG/marigold-normals": ("normals", {}),
+    "prs-eth/marigold-depth-v1-1": ("depth", {"timestep_spacing": "trailing", "rescale_betas_zero_snr": True}),
+    "prs-eth/marigold-normals-v1-1": ("normals", {"timestep_spacing": "trailing", "rescale_betas_zero_snr": True}),
+    "GonzaloMG/marigold-e2e-ft-depth": ("depth", {"timestep_spacing": "trailing"}),
+    "GonzaloMG/marigold-e2e-ft-normals": ("normals", {"timestep_spacing": "trailing"}),
+    "stabilityai/stable-diffusion-2": ("text-to-image", {}),
+}
+_COMMIT = "0" * 40  # the snapshot every stand-in repo points refs/main at
+_VERSION = 1  # bump when the stand-ins change: a hub folder written by another version is rewritten
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
+    """Lay ``files`` ({path in repo: file}) out as the hub cache does: blobs/<sha256> (hard links: the bytes are stored
+    once for every repo that shares them), snapshots/<commit>/<path> -> ../../blobs/<sha256>, refs/main."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for rel, path in files.items():
+        name = _sha256(path)
+        if not (repo / "blobs" / name).exists():
+            os.link(path, repo / "blobs" / name)
+        target = repo / "snapshots" / _COMMIT / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(Path(*[".."] * (len(Path(rel).parts) + 1), "blobs", name))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(_COMMIT)
+
+
+def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: int = 23) -> Path:
+    """Write every ``STANDIN_REPOS`` id into the hub cache ``hub_dir`` (random weights, ~4 GB on disk); return it.
+
+    Idempotent: a folder already holding these stand-ins (same ``layers``, ``text_layers``, version) is left as is.
+    Written beside the target and renamed into place, so an interrupted run leaves nothing half-written.
+    """
+    import torch
+
+    from genpercept_lessons.course.full_standins import standin_marigold
+    from genpercept_lessons.mini.marigold_training import make_text_to_image_pipeline
+    from genpercept_lessons.profiles import REHEARSAL_SETTINGS
+
+    hub_dir = Path(hub_dir)
+    stamp = {"version": _VERSION, "layers": layers, "text_layers": text_layers, "repos": sorted(STANDIN_REPOS)}
+    if (hub_dir / "standins.json").is_file() and json.loads((hub_dir / "standins.json").read_text()) == stamp:
+        return hub_dir
+    tmp = hub_dir.with_name(hub_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    staging = tmp / "staging"
+    kinds = {}
+    for seed, kind in enumerate(("depth", "normals", "text-to-image"), start=1):
+        task = "depth" if kind == "text-to-image" else kind
+        pipe = standin_marigold(task, layers=layers, text_layers=text_layers, seed=seed, tokenizer_dir=staging / "tok",
+                                resolution=REHEARSAL_SETTINGS["resolution"])
+        if kind == "text-to-image":  # Stable Diffusion 2 itself: the same UNet with a 4-channel conv_in
+            from diffusers import UNet2DConditionModel
+
+            torch.manual_seed(seed)
+            unet = UNet2DConditionModel(**{**dict(pipe.unet.config), "in_channels": 4})
+            pipe = make_text_to_image_pipeline(unet, pipe.vae, pipe.text_encoder, pipe.tokenizer)
+        pipe.save_pretrained(staging / kind)
+        del pipe
+        kinds[kind] = {}
+        for path in sorted(p for p in (staging / kind).rglob("*") if p.is_file()):
+            rel = path.relative_to(staging / kind).as_posix()
+            if rel != "scheduler/scheduler_config.json":
+                kinds[kind][rel] = path
+    for repo_id, (kind, scheduler) in STANDIN_REPOS.items():
+        config = json.loads((staging / kind / "scheduler" / "scheduler_config.json").read_text())
+        config.pop("timestep_spacing", None)  # v1-0's json has no key: diffusers' default, "leading"
+        config.update(scheduler)
+        own = staging / "schedulers" / repo_id.replace("/", "--") / "scheduler_config.json"
+        own.parent.mkdir(parents=True)
+        own.write_text(json.dumps(config, indent=2))
+        _add_repo(tmp, repo_id, {**kinds[kind], "scheduler/scheduler_config.json": own})
+    shutil.rmtree(staging)
+    (tmp / "standins.json").write_text(json.dumps(stamp))
+    shutil.rmtree(hub_dir, ignore_errors=True)
+    os.replace(tmp, hub_dir)
+    return hub_dir
+
+
+def prepare_rehearsal(workdir: str | os.PathLike, layers: int = 1, text_layers: int = 23) -> dict[str, str]:
+    """Stand-in hub, data and cache under ``workdir``; the environment a lesson's kernel then runs the rehearsal in.
+
+    The cache is the rehearsal's own (lessons 05 and 06 keep their full-profile runs there); the MiniScenes data that
+    lessons show beside the real data are linked from the course's cache when it has them (else rendered on first use).
+    """
+    from genpercept_lessons.assets import is_complete
+    from genpercept_lessons.mini.build import mini_asset_paths
+    from genpercept_lessons.real_data.standins import prepare_standin_data
+
+    workdir = Path(workdir).resolve()
+    hub = write_standin_hub(workdir / "hub", layers=layers, text_layers=text_layers)
+    data = workdir / "data"
+    prepare_standin_data(data)
+    cache = workdir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    source = mini_asset_paths()["data"]
+    if source.parent != cache and is_complete(source, check_hashes=False) and not (cache / source.name).exists():
+        (cache / source.name).symlink_to(source)
+    return {"GENPERCEPT_PROFILE": "full", "GENPERCEPT_REHEARSAL": "1", "GENPERCEPT_CACHE": str(cache),
+            "GENPERCEPT_DATA": str(data), "GENPERCEPT_CHECKPOINTS": "", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub),
+            "HF_HOME": str(workdir / "hf-home"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+
+def rehearse_notebook(path: str | os.PathLike, env: dict[str, str], out_dir: str | os.PathLike,
+                      timeout: int = 3600) -> dict[str, Any]:
+    """Run one lesson in the rehearsal ``env``; {"lesson", "errors", "skipped", "seconds"}; the executed copy in ``out_dir``."""
+    import nbformat
+
+    from genpercept_lessons.claims import REHEARSAL_LOG_ENV
+    from genpercept_lessons.course.spread import run_notebook
+
+    path, out_dir = Path(path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / f"{path.stem}.skipped.jsonl"
+    log.unlink(missing_ok=True)
+    result = run_notebook(path, {**env, REHEARSAL_LOG_ENV: str(log)}, timeout)
+    nbformat.write(result["notebook"], str(out_dir / path.name))
+    skipped = [json.loads(line)["claim"] for line in log.read_text().splitlines()] if log.is_file() else []
+    builds = [i for i, c in enumerate(result["notebook"].cells) for o in c.get("outputs", [])
+              if "Building the mini assets" in o.get("text", "")]
+    errors = result["errors"] + [f"cell {i}: started a mini build (a full-profile cell must not need one)" for i in builds]
+    return {"lesson": path.stem, "errors": errors, "skipped": skipped, "seconds": result["seconds"]}
+
+
+def rehearse(notebooks_dir: str | os.PathLike = "notebooks", workdir: str | os.PathLike | None = None,
+             lessons: list[str] | None = None, timeout: int = 3600) -> list[dict[str, Any]]:
+    """Prepare the stand-ins and run each lesson (or ``lessons``, e.g. ["02"]) in the rehearsal; one report per lesson."""
+    from genpercept_lessons.assets import cache_root
+
+    workdir = Path(workdir) if workdir is not None else cache_root() / "rehearsal"
+    paths = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    if lessons:
+        unknown = sorted(set(lessons) - {p.name[:2] for p in paths})
+        if unknown:
+            raise ValueError(f"rehearse: `lessons` {unknown} match no notebook in {notebooks_dir} "
+                             f"(there are {[p.name[:2] for p in paths]})")
+        paths = [p for p in paths if p.name[:2] in lessons]
+    if not paths:
+        raise FileNotFoundError(f"rehearse: no lesson notebooks (NN_*.ipynb) in {notebooks_dir}")
+    t0 = time.perf_counter()
+    env = prepare_rehearsal(workdir)
+    print(f"stand-ins ready in {time.perf_counter() - t0:.0f} s ({workdir})", flush=True)
+    reports = []
+    for path in paths:
+        report = rehearse_notebook(path, env, workdir / "executed", timeout)
+        reports.append(report)
+        print(f"{report['lesson']}: {report['seconds']:.0f} s, {len(report['errors'])} failed cell(s), "
+              f"{len(report['skipped'])} claim(s) skipped for rehearsal", flush=True)
+        for line in report["errors"]:
+            print(f"  FAILED {line}", flush=True)
+        for claim in report["skipped"]:
+            print(f"  skipped: {claim}", flush=True)
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m genpercept_lessons.course.rehearsal``: 0 when every cell of every lesson ran, else 1."""
+    parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.course.rehearsal", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lessons", nargs="+", help="only these lessons, e.g. 02 03 (default: all)")
+    parser.add_argument("--workdir", help="where the stand-ins and runs go (default: <cache>/rehearsal)")
+    parser.add_argument("--notebooks", default="notebooks")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    reports = rehearse(args.notebooks, args.workdir, args.lessons, args.timeout)
+    failed = [r["lesson"] for r in reports if r["errors"]]
+    skipped = sum(len(r["skipped"]) for r in reports)
+    print(f"rehearsal: {len(reports) - len(failed)}/{len(reports)} lessons ran every cell in the full profile; "
+          f"{skipped} claim(s) need the real weights and were reported, not asserted" +
+          (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

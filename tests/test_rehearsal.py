@@ -1,0 +1,176 @@
+"""The full profile's CPU rehearsal: its profile, claim reporting, stand-in hub layout, and notebook runner."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import numpy as np
+import pytest
+
+from genpercept_lessons.claims import REHEARSAL_LOG_ENV, rehearsal_skip
+from genpercept_lessons.profiles import REHEARSAL_ENV, get_profile
+
+
+def test_rehearsal_profile_is_the_full_one_shrunk(monkeypatch):
+    full = get_profile("full")
+    assert not full.rehearsal and full.eval_scenes == 654
+    assert full.eval_settings == {"protocol": "nyuv2", "processing_resolution": 0,
+                                  "ensembling_kwargs": {"max_iter": 50, "tol": 1e-6}}
+    assert get_profile("mini").eval_settings == {"protocol": "miniscenes"}
+    monkeypatch.setenv(REHEARSAL_ENV, "1")
+    rehearsal = get_profile("full")
+    assert rehearsal.rehearsal and rehearsal.device == "cpu" and rehearsal.eval_scenes == 3
+    assert rehearsal.depth_model == full.depth_model and rehearsal.eval_protocol == "nyuv2"
+    assert rehearsal.eval_settings["processing_resolution"] == rehearsal.resolution == 64
+    assert "REHEARSAL" in rehearsal.describe()
+    assert not get_profile("mini").rehearsal  # the mini profile is never rehearsed
+    monkeypatch.setenv(REHEARSAL_ENV, "yes")
+    with pytest.raises(ValueError, match="GENPERCEPT_REHEARSAL must be '1'.*'yes'"):
+        get_profile("full")
+
+
+def test_rehearsal_skip_asserts_normally_and_reports_in_rehearsal(monkeypatch, tmp_path, capsys):
+    assert rehearsal_skip(get_profile("mini"), "a claim") is False
+    with pytest.raises(AssertionError):
+        assert 1 > 2 or rehearsal_skip(get_profile("full"), "one is more than two")
+    log = tmp_path / "skipped.jsonl"
+    monkeypatch.setenv(REHEARSAL_ENV, "1")
+    monkeypatch.setenv(REHEARSAL_LOG_ENV, str(log))
+    assert 1 > 2 or rehearsal_skip(get_profile("full"), "one is more than two")
+    assert "skipped for rehearsal (random-weight stand-ins): one is more than two" in capsys.readouterr().out
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [{"claim": "one is more than two"}]
+    with pytest.raises(TypeError, match="`profile` must be a Profile"):
+        rehearsal_skip("full", "x")
+    with pytest.raises(ValueError, match="`claim` must be a non-empty sentence"):
+        rehearsal_skip(get_profile("full"), " ")
+
+
+def _tiny_standin(task="depth", *, layers=1, text_layers=1, seed=0, tokenizer_dir=None, resolution=64):
+    """conftest's tiny random pipeline in place of the real-size stand-in (same call, seconds instead of minutes)."""
+    import torch
+
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import make_pipeline
+
+    torch.manual_seed(seed)
+    return make_pipeline(task, make_unet((32, 32), cross_attention_dim=32, sample_size=8),
+                         make_vae((32, 32), sample_size=16), make_text_encoder(32), make_tokenizer(tokenizer_dir),
+                         resolution)
+
+
+@pytest.fixture(scope="module")
+def standin_hub(tmp_path_factory):
+    from genpercept_lessons.course import full_standins
+    from genpercept_lessons.course.rehearsal import write_standin_hub
+
+    real = full_standins.standin_marigold
+    full_standins.standin_marigold = _tiny_standin
+    try:
+        return write_standin_hub(tmp_path_factory.mktemp("rehearsal") / "hub")
+    finally:
+        full_standins.standin_marigold = real
+
+
+def test_standin_hub_has_the_hub_cache_layout_with_each_repos_scheduler(standin_hub):
+    from genpercept_lessons.course.rehearsal import STANDIN_REPOS, write_standin_hub
+
+    assert not standin_hub.with_name("hub.partial").exists()
+    for repo_id in STANDIN_REPOS:
+        repo = standin_hub / f"models--{repo_id.replace('/', '--')}"
+        commit = (repo / "refs" / "main").read_text()
+        snapshot = repo / "snapshots" / commit
+        files = [p for p in snapshot.rglob("*") if p.is_symlink()]
+        assert files and all(p.resolve().parent == (repo / "blobs").resolve() and p.resolve().is_file() for p in files)
+        assert (snapshot / "model_index.json").is_file()
+    sched = {r: json.loads((standin_hub / f"models--{r.replace('/', '--')}" / "snapshots" / ("0" * 40) /
+                            "scheduler" / "scheduler_config.json").read_text()) for r in STANDIN_REPOS}
+    assert "timestep_spacing" not in sched["prs-eth/marigold-depth-v1-0"]  # as released: diffusers' default, leading
+    assert sched["GonzaloMG/marigold-e2e-ft-depth"]["timestep_spacing"] == "trailing"
+    assert sched["prs-eth/marigold-depth-v1-1"]["rescale_betas_zero_snr"] is True
+    # the depth repos share their weights' bytes (hard links), each repo has its own scheduler
+    unet = [standin_hub / f"models--{r.replace('/', '--')}" / "snapshots" / ("0" * 40) / "unet" /
+            "diffusion_pytorch_model.safetensors" for r in ("prs-eth/marigold-depth-v1-0", "prs-eth/marigold-depth-v1-1")]
+    assert os.path.samefile(unet[0].resolve(), unet[1].resolve())
+    mtime = (standin_hub / "standins.json").stat().st_mtime_ns
+    assert write_standin_hub(standin_hub) == standin_hub  # already there: left as is
+    assert (standin_hub / "standins.json").stat().st_mtime_ns == mtime
+
+
+def test_standin_hub_loads_offline_by_the_real_ids(standin_hub, tmp_path):
+    script = textwrap.dedent("""
+        from genpercept_lessons.models import load_marigold, load_text_to_image
+        from genpercept_lessons.normals_convention import normals_convention
+        from genpercept_lessons.profiles import get_profile
+        full = get_profile("full")
+        depth, normals = load_marigold(full, "depth"), load_marigold(full, "normals")
+        v11 = load_marigold(full, "depth", model="prs-eth/marigold-depth-v1-1")
+        sd = load_text_to_image(full)
+        print(full.device, depth.scheduler.config.timestep_spacing, normals_convention(normals),
+              v11.scheduler.config.timestep_spacing, type(sd).__name__, sd.unet.config.in_channels,
+              depth.default_processing_resolution)
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(standin_hub), "HF_HOME": str(tmp_path / "home"),
+           "OMP_NUM_THREADS": "1", "GENPERCEPT_CHECKPOINTS": "", REHEARSAL_ENV: "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["cpu", "leading", "x-left", "trailing", "StableDiffusionPipeline", "4", "64"]
+
+
+def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_path):
+    from genpercept_lessons.course.rehearsal import rehearse_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from genpercept_lessons import get_profile\n"
+                                  "from genpercept_lessons.claims import rehearsal_skip\nprofile = get_profile()"),
+        nbformat.v4.new_code_cell("assert profile.rehearsal and profile.name == 'full'"),
+        nbformat.v4.new_code_cell("assert 1 > 2 or rehearsal_skip(profile, 'needs real weights')"),
+        nbformat.v4.new_code_cell("print('Building the mini assets in the background')"),
+        nbformat.v4.new_code_cell("assert False, 'a planted failure'"),
+    ])
+    path = tmp_path / "99_probe.ipynb"
+    nbformat.write(nb, str(path))
+    env = {"GENPERCEPT_PROFILE": "full", REHEARSAL_ENV: "1"}
+    report = rehearse_notebook(path, env, tmp_path / "out", timeout=120)
+    assert report["lesson"] == "99_probe" and report["skipped"] == ["needs real weights"]
+    assert len(report["errors"]) == 2 and "a planted failure" in report["errors"][0]
+    assert "started a mini build" in report["errors"][1]
+    assert (tmp_path / "out" / "99_probe.ipynb").is_file()  # the executed copy, to read the failures in
+
+
+def test_rehearse_rejects_unknown_lessons(tmp_path):
+    from genpercept_lessons.course.rehearsal import rehearse
+
+    (tmp_path / "02_x.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match=r"`lessons` \['07'\] match no notebook"):
+        rehearse(tmp_path, tmp_path / "work", lessons=["07"])
+
+
+def test_predict_passes_ensembling_kwargs_to_diffusers(tiny_pipeline_dirs, monkeypatch):
+    from genpercept_lessons.inference import predict
+    from genpercept_lessons.models import load_marigold
+
+    pipe = load_marigold("mini", "depth", model=str(tiny_pipeline_dirs["depth"]))
+    seen = []
+    real = type(pipe).ensemble_depth  # a staticmethod in diffusers
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "ensemble_depth", staticmethod(spy))
+    images = np.zeros((1, 16, 16, 3), np.uint8)
+    predict(pipe, images, ensemble=3, ensembling_kwargs={"max_iter": 50, "tol": 1e-6})
+    assert seen == [{"max_iter": 50, "tol": 1e-6}]
+    with pytest.raises(TypeError, match="`ensembling_kwargs` must be a dict"):
+        predict(pipe, images, ensemble=3, ensembling_kwargs=[("max_iter", 50)])
+
+
+def test_load_eval_data_is_the_profiles_held_out_set():
+    from genpercept_lessons.training_data import load_eval_data
+
+    with pytest.raises(TypeError, match="`profile` must be a Profile"):
+        load_eval_data("mini")
