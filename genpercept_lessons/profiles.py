@@ -176,6 +176,25 @@ class Profile:
         return {"protocol": self.eval_protocol, "processing_resolution": self.resolution if self.rehearsal else 0,
                 "ensembling_kwargs": {"max_iter": 50, "tol": 1e-6}}
 
+    def rehearsal_sized(self, config):
+        """``config`` (an ``E2EConfig``) as it is, or shrunk to the rehearsal's steps, batch and evaluation counts.
+
+        Lets a lesson's full-profile cell keep the real recipe in the open while the CPU rehearsal runs it in minutes.
+        """
+        import dataclasses
+
+        from genpercept_lessons.finetuning import E2EConfig
+
+        if not isinstance(config, E2EConfig):
+            raise TypeError(f"rehearsal_sized: `config` must be an E2EConfig, got {type(config).__name__}")
+        if not self.rehearsal:
+            return config
+        steps = min(config.steps, self.e2e_steps)
+        return dataclasses.replace(config, steps=steps, warmup=min(config.warmup, steps - 1),
+                                   batch_size=min(config.batch_size, self.e2e_batch_size),
+                                   grad_accumulation=min(config.grad_accumulation, self.e2e_grad_accumulation),
+                                   eval_scenes=min(config.eval_scenes, self.eval_scenes))
+
     def describe(self) -> str:
         """A few lines naming the profile, device and models, printed by every notebook's first cell."""
         build = (f"\nmini build: seed {self.build_seed}, {self.build_precision} (set GENPERCEPT_MINI_SEED / "

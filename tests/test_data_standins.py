@@ -156,7 +156,7 @@ def test_prepare_standin_data_writes_the_four_datasets(prepared):
     data, outs = prepared
     assert list(outs) == list(STANDIN_DATASETS) and all(p == data / name for name, p in outs.items())
     expected = {"hypersim_train": (4, 48, 64), "hypersim_val": (2, 48, 64), "vkitti2": (2, 352, 1216),
-                "nyuv2_test": (3, 480, 640)}
+                "nyuv2_test": (8, 480, 640)}
     for name, (n, h, w) in expected.items():
         ds = _load(outs[name])
         assert len(ds) == n and ds.features == miniscenes_features(h, w), name

@@ -49,30 +49,11 @@ def test_rehearsal_skip_asserts_normally_and_reports_in_rehearsal(monkeypatch, t
         rehearsal_skip(get_profile("full"), " ")
 
 
-def _tiny_standin(task="depth", *, layers=1, text_layers=1, seed=0, tokenizer_dir=None, resolution=64):
-    """conftest's tiny random pipeline in place of the real-size stand-in (same call, seconds instead of minutes)."""
-    import torch
-
-    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
-    from genpercept_lessons.mini.marigold_training import make_pipeline
-
-    torch.manual_seed(seed)
-    return make_pipeline(task, make_unet((32, 32), cross_attention_dim=32, sample_size=8),
-                         make_vae((32, 32), sample_size=16), make_text_encoder(32), make_tokenizer(tokenizer_dir),
-                         resolution)
-
-
 @pytest.fixture(scope="module")
 def standin_hub(tmp_path_factory):
-    from genpercept_lessons.course import full_standins
     from genpercept_lessons.course.rehearsal import write_standin_hub
 
-    real = full_standins.standin_marigold
-    full_standins.standin_marigold = _tiny_standin
-    try:
-        return write_standin_hub(tmp_path_factory.mktemp("rehearsal") / "hub")
-    finally:
-        full_standins.standin_marigold = real
+    return write_standin_hub(tmp_path_factory.mktemp("rehearsal") / "hub", tiny=True)
 
 
 def test_standin_hub_has_the_hub_cache_layout_with_each_repos_scheduler(standin_hub):
@@ -96,7 +77,7 @@ def test_standin_hub_has_the_hub_cache_layout_with_each_repos_scheduler(standin_
             "diffusion_pytorch_model.safetensors" for r in ("prs-eth/marigold-depth-v1-0", "prs-eth/marigold-depth-v1-1")]
     assert os.path.samefile(unet[0].resolve(), unet[1].resolve())
     mtime = (standin_hub / "standins.json").stat().st_mtime_ns
-    assert write_standin_hub(standin_hub) == standin_hub  # already there: left as is
+    assert write_standin_hub(standin_hub, tiny=True) == standin_hub  # already there: left as is
     assert (standin_hub / "standins.json").stat().st_mtime_ns == mtime
 
 
@@ -139,6 +120,16 @@ def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_p
     assert len(report["errors"]) == 2 and "a planted failure" in report["errors"][0]
     assert "started a mini build" in report["errors"][1]
     assert (tmp_path / "out" / "99_probe.ipynb").is_file()  # the executed copy, to read the failures in
+    # the record: this lesson's last rehearsal; one never rehearsed, and one changed since, are marked so
+    from genpercept_lessons.course.rehearsal import write_report
+
+    nbformat.write(nbformat.v4.new_notebook(), str(tmp_path / "98_other.ipynb"))
+    text = write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
+    assert "| 98_other | not rehearsed |" in text and "| 99_probe |" in text and "changed since" not in text
+    assert "- needs the real weights: needs real weights" in text and "a planted failure" in text
+    nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
+    nbformat.write(nb, str(path))
+    assert "(the lesson changed since)" in write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
 
 
 def test_rehearse_rejects_unknown_lessons(tmp_path):
@@ -174,3 +165,30 @@ def test_load_eval_data_is_the_profiles_held_out_set():
 
     with pytest.raises(TypeError, match="`profile` must be a Profile"):
         load_eval_data("mini")
+
+
+def test_rehearsal_sized_shrinks_a_recipe_only_in_the_rehearsal(monkeypatch):
+    from genpercept_lessons.finetuning import GPU_24GB
+
+    assert get_profile("full").rehearsal_sized(GPU_24GB) is GPU_24GB
+    monkeypatch.setenv(REHEARSAL_ENV, "1")
+    small = get_profile("full").rehearsal_sized(GPU_24GB)
+    assert (small.steps, small.warmup, small.batch_size, small.grad_accumulation, small.eval_scenes) == (2, 1, 1, 1, 3)
+    assert small.lr == GPU_24GB.lr and small.gradient_checkpointing and small.mixed_precision == "bf16"
+    small.validate()
+    with pytest.raises(TypeError, match="`config` must be an E2EConfig"):
+        get_profile("full").rehearsal_sized({"steps": 2})
+
+
+def test_every_lesson_runs_in_the_full_profile_on_tiny_standins(tmp_path):
+    """The full-profile rehearsal with tiny random pipelines: every cell of every lesson takes its full-profile branch
+    (hub ids resolved offline, the real data formats, the papers' settings) and runs. `make rehearse` does the same
+    with the real architecture; this one keeps those paths exercised on every `make test`."""
+    from pathlib import Path
+
+    from genpercept_lessons.course.rehearsal import rehearse
+
+    reports = rehearse(Path(__file__).parents[1] / "notebooks", tmp_path / "work", tiny=True, timeout=900)
+    assert len(reports) == len(list((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    failed = {r["lesson"]: r["errors"] for r in reports if r["errors"]}
+    assert not failed, failed

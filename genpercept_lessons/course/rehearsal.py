@@ -21,7 +21,6 @@ configurations are the real ones.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STANDIN_REPOS", "write_standin_hub", "prepare_rehearsal", "rehearse_notebook", "rehearse", "main"]
+__all__ = ["STANDIN_REPOS", "write_standin_hub", "prepare_rehearsal", "rehearse_notebook", "rehearse", "write_report",
+           "main"]
 
 # hub id -> (what it is, its scheduler's settings beside Marigold v1-0's DDIM config). Marigold v1-0's scheduler json
 # has no timestep_spacing key (diffusers' default "leading"); E2E-FT's checkpoints are saved "trailing"; Marigold v1-1
@@ -48,17 +48,11 @@ _COMMIT = "0" * 40  # the snapshot every stand-in repo points refs/main at
 _VERSION = 1  # bump when the stand-ins change: a hub folder written by another version is rewritten
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
     """Lay ``files`` ({path in repo: file}) out as the hub cache does: blobs/<sha256> (hard links: the bytes are stored
     once for every repo that shares them), snapshots/<commit>/<path> -> ../../blobs/<sha256>, refs/main."""
+    from genpercept_lessons.assets import _sha256
+
     repo = hub / f"models--{repo_id.replace('/', '--')}"
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     for rel, path in files.items():
@@ -72,11 +66,27 @@ def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
     (repo / "refs" / "main").write_text(_COMMIT)
 
 
-def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: int = 23) -> Path:
-    """Write every ``STANDIN_REPOS`` id into the hub cache ``hub_dir`` (random weights, ~4 GB on disk); return it.
+def _tiny_standin(task: str = "depth", *, layers: int = 1, text_layers: int = 1, seed: int = 0,
+                  tokenizer_dir=None, resolution: int = 64):
+    """The course's tiny random pipeline (32-wide UNet, x2 VAE) in ``standin_marigold``'s place: seconds, not minutes."""
+    import torch
 
-    Idempotent: a folder already holding these stand-ins (same ``layers``, ``text_layers``, version) is left as is.
-    Written beside the target and renamed into place, so an interrupted run leaves nothing half-written.
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import make_pipeline
+
+    torch.manual_seed(seed)
+    return make_pipeline(task, make_unet((32, 32), cross_attention_dim=32, sample_size=8),
+                         make_vae((32, 32), sample_size=16), make_text_encoder(32), make_tokenizer(tokenizer_dir),
+                         resolution)
+
+
+def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: int = 23, tiny: bool = False) -> Path:
+    """Write every ``STANDIN_REPOS`` id into the hub cache ``hub_dir`` (random weights, ~12 GB on disk); return it.
+
+    ``tiny`` writes the course's tiny random pipelines instead of the real architecture (a few MB: what ``make test``
+    rehearses with; the real-size stand-ins are ``make rehearse``'s). Idempotent: a folder already holding these
+    stand-ins (same settings, version) is left as is. Written beside the target and renamed into place, so an
+    interrupted run leaves nothing half-written.
     """
     import torch
 
@@ -85,7 +95,8 @@ def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: 
     from genpercept_lessons.profiles import REHEARSAL_SETTINGS
 
     hub_dir = Path(hub_dir)
-    stamp = {"version": _VERSION, "layers": layers, "text_layers": text_layers, "repos": sorted(STANDIN_REPOS)}
+    stamp = {"version": _VERSION, "layers": layers, "text_layers": text_layers, "tiny": tiny,
+             "repos": sorted(STANDIN_REPOS)}
     if (hub_dir / "standins.json").is_file() and json.loads((hub_dir / "standins.json").read_text()) == stamp:
         return hub_dir
     tmp = hub_dir.with_name(hub_dir.name + ".partial")
@@ -95,7 +106,7 @@ def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: 
     kinds = {}
     for seed, kind in enumerate(("depth", "normals", "text-to-image"), start=1):
         task = "depth" if kind == "text-to-image" else kind
-        pipe = standin_marigold(task, layers=layers, text_layers=text_layers, seed=seed, tokenizer_dir=staging / "tok",
+        pipe = (_tiny_standin if tiny else standin_marigold)(task, layers=layers, text_layers=text_layers, seed=seed, tokenizer_dir=staging / "tok",
                                 resolution=REHEARSAL_SETTINGS["resolution"])
         if kind == "text-to-image":  # Stable Diffusion 2 itself: the same UNet with a 4-channel conv_in
             from diffusers import UNet2DConditionModel
@@ -125,7 +136,8 @@ def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: 
     return hub_dir
 
 
-def prepare_rehearsal(workdir: str | os.PathLike, layers: int = 1, text_layers: int = 23) -> dict[str, str]:
+def prepare_rehearsal(workdir: str | os.PathLike, layers: int = 1, text_layers: int = 23,
+                      tiny: bool = False) -> dict[str, str]:
     """Stand-in hub, data and cache under ``workdir``; the environment a lesson's kernel then runs the rehearsal in.
 
     The cache is the rehearsal's own (lessons 05 and 06 keep their full-profile runs there); the MiniScenes data that
@@ -136,11 +148,12 @@ def prepare_rehearsal(workdir: str | os.PathLike, layers: int = 1, text_layers: 
     from genpercept_lessons.real_data.standins import prepare_standin_data
 
     workdir = Path(workdir).resolve()
-    hub = write_standin_hub(workdir / "hub", layers=layers, text_layers=text_layers)
+    hub = write_standin_hub(workdir / "hub", layers=layers, text_layers=text_layers, tiny=tiny)
     data = workdir / "data"
-    prepare_standin_data(data)
+    prepare_standin_data(data, overwrite=True)  # seconds: always the current stand-ins
     cache = workdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(cache / "runs", ignore_errors=True)  # lessons 05-06 resume their full-profile runs: start afresh
     source = mini_asset_paths()["data"]
     if source.parent != cache and is_complete(source, check_hashes=False) and not (cache / source.name).exists():
         (cache / source.name).symlink_to(source)
@@ -167,15 +180,24 @@ def rehearse_notebook(path: str | os.PathLike, env: dict[str, str], out_dir: str
     builds = [i for i, c in enumerate(result["notebook"].cells) for o in c.get("outputs", [])
               if "Building the mini assets" in o.get("text", "")]
     errors = result["errors"] + [f"cell {i}: started a mini build (a full-profile cell must not need one)" for i in builds]
-    return {"lesson": path.stem, "errors": errors, "skipped": skipped, "seconds": result["seconds"]}
+    from genpercept_lessons.assets import _sha256
+    from genpercept_lessons.atomic import atomic_write_bytes
+
+    report = {"lesson": path.stem, "errors": errors, "skipped": skipped, "seconds": result["seconds"],
+              "notebook_sha256": _sha256(path), "date": time.strftime("%Y-%m-%d %H:%M")}
+    atomic_write_bytes(out_dir / f"{path.stem}.report.json", json.dumps(report, indent=1).encode())
+    return report
 
 
 def rehearse(notebooks_dir: str | os.PathLike = "notebooks", workdir: str | os.PathLike | None = None,
-             lessons: list[str] | None = None, timeout: int = 3600) -> list[dict[str, Any]]:
-    """Prepare the stand-ins and run each lesson (or ``lessons``, e.g. ["02"]) in the rehearsal; one report per lesson."""
+             lessons: list[str] | None = None, timeout: int = 3600, tiny: bool = False) -> list[dict[str, Any]]:
+    """Prepare the stand-ins and run each lesson (or ``lessons``, e.g. ["02"]) in the rehearsal; one report per lesson.
+
+    ``tiny``: with the course's tiny random pipelines instead of the real architecture (see ``write_standin_hub``).
+    """
     from genpercept_lessons.assets import cache_root
 
-    workdir = Path(workdir) if workdir is not None else cache_root() / "rehearsal"
+    workdir = Path(workdir) if workdir is not None else cache_root() / ("rehearsal-tiny" if tiny else "rehearsal")
     paths = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
     if lessons:
         unknown = sorted(set(lessons) - {p.name[:2] for p in paths})
@@ -186,7 +208,7 @@ def rehearse(notebooks_dir: str | os.PathLike = "notebooks", workdir: str | os.P
     if not paths:
         raise FileNotFoundError(f"rehearse: no lesson notebooks (NN_*.ipynb) in {notebooks_dir}")
     t0 = time.perf_counter()
-    env = prepare_rehearsal(workdir)
+    env = prepare_rehearsal(workdir, tiny=tiny)
     print(f"stand-ins ready in {time.perf_counter() - t0:.0f} s ({workdir})", flush=True)
     reports = []
     for path in paths:
@@ -201,6 +223,46 @@ def rehearse(notebooks_dir: str | os.PathLike = "notebooks", workdir: str | os.P
     return reports
 
 
+def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """``out``: a Markdown record of the last rehearsal of each lesson (``executed``'s reports): its run time, failed
+    cells and the claims it could not check; a lesson changed since (or never rehearsed) is marked so."""
+    import platform
+
+    from genpercept_lessons.assets import _sha256
+
+    lines = ["# The full profile's dress rehearsal", "",
+             "Written by `make rehearse` (`python -m genpercept_lessons.course.rehearsal`): every lesson run top to bottom "
+             "in the full profile on the CPU, against random-weight stand-ins of the real checkpoints (real widths and "
+             "scheduler configurations; UNet and VAE with 1 layer per block) and stand-in Hypersim / Virtual KITTI 2 / "
+             "NYUv2 files in their real formats, at 64 px and 3 evaluation images. Every cell ran unless listed as "
+             "failed. The claims below need the real weights: in the rehearsal they are reported, not asserted; on a "
+             "GPU with the released checkpoints they are asserted.", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores.", "",
+             "| lesson | run time | failed cells | claims reported, not asserted |", "|---|---|---|---|"]
+    reports = []
+    for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        found = Path(executed) / f"{path.stem}.report.json"
+        if not found.is_file():
+            lines.append(f"| {path.stem} | not rehearsed | | |")
+            continue
+        r = json.loads(found.read_text())
+        stale = "" if r["notebook_sha256"] == _sha256(path) else " (the lesson changed since)"
+        lines.append(f"| {r['lesson']} | {r['seconds'] / 60:.1f} min, {r['date']}{stale} | {len(r['errors'])} | "
+                     f"{len(r['skipped'])} |")
+        reports.append(r)
+    for r in reports:
+        if r["errors"] or r["skipped"]:
+            lines += ["", f"## {r['lesson']}"]
+            lines += [f"- FAILED {e}" for e in r["errors"]]
+            lines += [f"- needs the real weights: {c}" for c in r["skipped"]]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from genpercept_lessons.atomic import atomic_write_bytes
+
+    atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m genpercept_lessons.course.rehearsal``: 0 when every cell of every lesson ran, else 1."""
     parser = argparse.ArgumentParser(prog="python -m genpercept_lessons.course.rehearsal", description=__doc__,
@@ -209,8 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where the stand-ins and runs go (default: <cache>/rehearsal)")
     parser.add_argument("--notebooks", default="notebooks")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny random pipelines instead of the real architecture (what make test rehearses with)")
+    parser.add_argument("--report", default="docs/rehearsal.md",
+                        help="the record of each lesson's last rehearsal (default: docs/rehearsal.md)")
     args = parser.parse_args(argv)
-    reports = rehearse(args.notebooks, args.workdir, args.lessons, args.timeout)
+    reports = rehearse(args.notebooks, args.workdir, args.lessons, args.timeout, tiny=args.tiny)
+    if not args.tiny:  # the record of the last rehearsal of every lesson, this run's and earlier ones
+        from genpercept_lessons.assets import cache_root
+
+        workdir = Path(args.workdir) if args.workdir else cache_root() / "rehearsal"
+        print(f"wrote {write_report(workdir / 'executed', args.notebooks, args.report)}")
     failed = [r["lesson"] for r in reports if r["errors"]]
     skipped = sum(len(r["skipped"]) for r in reports)
     print(f"rehearsal: {len(reports) - len(failed)}/{len(reports)} lessons ran every cell in the full profile; "

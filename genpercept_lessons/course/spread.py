@@ -275,10 +275,12 @@ def run_notebook(path: str | os.PathLike, env: dict[str, str], timeout: int,
     """Execute one notebook with ``env`` added to its kernel's environment; {"values", "errors", "seconds", "notebook"}.
 
     ``values`` are the probes' readings, ``errors`` one line per failed cell (recorded, not raised: later cells still
-    run), ``notebook`` the executed notebook. ``env`` reaches the kernel only: this process's environment is left as
-    it was (a caller that goes on, e.g. a test worker, must not inherit another build).
+    run) and one for a kernel that died or a cell past ``timeout``, ``notebook`` the executed notebook. ``env``
+    reaches the kernel only: this process's environment is left as it was (a caller that goes on, e.g. a test
+    worker, must not inherit another build).
     """
     import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     from genpercept_lessons.course.site import notebook_client_class
 
@@ -287,8 +289,13 @@ def run_notebook(path: str | os.PathLike, env: dict[str, str], timeout: int,
     client = notebook_client_class()(nb, timeout=timeout, kernel_name="python3", allow_errors=True, record_timing=False,
                              resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
-    client.execute(env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **env})
     values, errors = {}, []
+    try:
+        client.execute(env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", **env})
+    except DeadKernelError:  # e.g. killed for memory: the cells after it never ran
+        errors.append("the kernel died (out of memory?); the cells after the last output did not run")
+    except CellTimeoutError as err:
+        errors.append(f"a cell ran past the {timeout} s timeout: {str(err).splitlines()[0][:200]}")
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and PROBE_TAG in out.get("text", ""):

@@ -312,7 +312,8 @@ def prepare_standin_data(data_dir, size=(48, 64), seed: int = 0, overwrite: bool
         write_hypersim_standin(sources["hypersim"], size=(2 * size[0], 2 * size[1]), seed=seed)
     if "vkitti2" in needed:
         write_vkitti2_standin(sources["vkitti2"], seed=seed)
-    mat = write_nyuv2_standin(sources["nyuv2"], seed=seed) if "nyuv2" in needed else None
+    # 8 test images: lessons index a few beyond the rehearsal's 3 evaluation images (e.g. lesson 03's scenes[3])
+    mat = write_nyuv2_standin(sources["nyuv2"], n_test=8, seed=seed) if "nyuv2" in needed else None
 
     for name in todo:
         if name in ("hypersim_train", "hypersim_val"):

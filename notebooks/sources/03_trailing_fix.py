@@ -193,6 +193,12 @@ fig = metric_vs_steps(sweep, ("abs_rel", "delta1"), reference={"50 × 10 ensembl
 # - one leading step is at least **2.5×** worse than one trailing step (3.4–3.9× on the builds measured; on NYUv2 the
 #   leading step returns noise, E2E-FT Fig. 1);
 # - the speed-up, measured here, next to the paper's 24 s / 121 ms ≈ 198×.
+#
+# In the full profile (Marigold v1-0 on NYUv2's test images, at the images' own resolution and with Marigold's own
+# ensembling settings, as `script/eval/11_infer_nyu.sh` runs it) the same cell asserts what the paper reports and a
+# subset of 20–100 images carries: within 30 % of the ensemble (paper 1.04×), the ensemble beating its member (5.5 vs
+# 6.0), one leading step 2.5× worse (Fig. 5) and the speed-up. One trailing step against 50 leading steps (5.7 vs 6.0,
+# a 5 % gap) is printed there, not asserted: 100 images do not settle a gap that small.
 
 # %%
 ratio = one_step["metrics"]["abs_rel"] / ensemble["metrics"]["abs_rel"]
@@ -243,9 +249,10 @@ if profile.is_mini:  # measured on every mini build; the paper gives no number f
 # %%
 from genpercept_lessons.viz import prediction_grid
 
-rows = scenes[:6]
-fig = prediction_grid(rows["image"], {"ground truth": rows["depth"], "50 × 10 ensemble": ensemble["prediction"][:6],
-                                      "trailing 1 step": one_step["prediction"][:6]})
+k = min(6, N_ENSEMBLE)
+rows = scenes[:k]
+fig = prediction_grid(rows["image"], {"ground truth": rows["depth"], "50 × 10 ensemble": ensemble["prediction"][:k],
+                                      "trailing 1 step": one_step["prediction"][:k]})
 
 # %% [markdown]
 # ## 5. Zero terminal SNR, and what Marigold v1-1 changed

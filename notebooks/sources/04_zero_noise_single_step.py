@@ -147,7 +147,7 @@ print(f"over {N} scenes: per-pixel spread across seeds {seed_std[valid].mean():.
 if profile.is_mini:  # measured on every mini build, not a paper's number
     assert seed_std[valid].mean() < error[valid].mean()  # the noise moves the map less than the map misses the truth
 fig, axes = plt.subplots(3, 4, figsize=(8, 6.2))
-for j in range(4):
+for j in range(min(4, N)):
     vmax = float(error[j][valid[j]].max())
     for ax, img, title in zip(axes[:, j], (rows_n["image"][j], seed_std[j] * valid[j], error[j] * valid[j]),
                               ("RGB", "spread across seeds (m)", "error of the mean (m)")):
@@ -163,13 +163,16 @@ plt.show()
 # learner's build: 0.117 against 0.113 over 200 scenes), and scene by scene the difference is mostly noise
 # (`docs/robustness.md`). So the mini world supports "about as good, and deterministic", not "better". E2E-FT's
 # comparison of noise types (arXiv 2409.11355, Table 4) is about *training*: fine-tuning with zeros gives NYUv2 AbsRel 5.2
-# against 5.3 with Gaussian noise. Lesson 05 repeats that ablation.
+# against 5.3 with Gaussian noise. Lesson 05 repeats that ablation. In the full profile (NYUv2, Marigold v1-0) this
+# section measures and prints the same comparison but asserts only that zeros are deterministic: no paper reports a
+# number for zero against Gaussian starts at inference, so the mini world's margins are not carried over.
 
 # %%
 from genpercept_lessons.viz import prediction_grid
 
-fig = prediction_grid(rows["image"], {"ground truth": rows["depth"], "seed 0": by_seed[0]["prediction"],
-                                      "seed 1": by_seed[1]["prediction"], "zeros": zero_a["prediction"]})
+k = min(6, N)
+fig = prediction_grid(rows["image"][:k], {"ground truth": rows["depth"][:k], "seed 0": by_seed[0]["prediction"][:k],
+                                          "seed 1": by_seed[1]["prediction"][:k], "zeros": zero_a["prediction"][:k]})
 
 # %% [markdown]
 # ## 4. Why this matters: a differentiable one-pass predictor

@@ -56,7 +56,9 @@ else:  # Hypersim 90% + Virtual KITTI 2 10%, mixed per batch (E2E-FT ``training/
 # %%
 from genpercept_lessons.losses import affine_invariant_l1, fit_scale_shift
 
-rows = test[:4]
+rows = test[:4]  # four 64 x 64 MiniScenes
+if not profile.is_mini:  # one NYUv2 image at half size: section 2 backpropagates through the whole VAE decoder
+    rows = {k: np.ascontiguousarray(rows[k][:1, ::2, ::2]) for k in ("image", "depth", "mask")}  # 240 x 320
 g = torch.from_numpy(rows["depth"])
 m = torch.from_numpy(rows["mask"])
 p = 0.5 * torch.rand(g.shape, generator=torch.Generator().manual_seed(0)) - 0.2 + 0.1 * g  # a crude "prediction"
@@ -104,7 +106,7 @@ depth_by_hand = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor).sample.mean
 depth_lib = e2e_predict(unet, pipe.vae, rgb_latent, empty_text_embedding(pipe), alpha_bar, T, "depth")
 print(f"T = {T}, x̂0 = {-(1 - alpha_bar) ** 0.5:.5f} · v̂; max |by hand − library| = "
       f"{(depth_by_hand - depth_lib).abs().max():.2e}")
-assert torch.allclose(depth_by_hand, depth_lib, atol=1e-5)
+assert torch.allclose(depth_by_hand, depth_lib, atol=1e-4)  # depth in [-1, 1]; float sums in another order
 
 loss = affine_invariant_l1(depth_lib, g, m)
 loss.backward()
@@ -169,7 +171,8 @@ if profile.is_mini:
     config = E2EConfig(task="depth", steps=profile.e2e_steps, batch_size=profile.e2e_batch_size, lr=profile.e2e_lr,
                        eval_every=50, eval_scenes=100)
 else:  # a short demonstration of the 24 GB setting; the paper's run is `python -m genpercept_lessons.cli.train --preset paper`
-    config = dataclasses.replace(GPU_24GB, steps=200, warmup=20, eval_every=100, eval_scenes=100)
+    config = profile.rehearsal_sized(dataclasses.replace(GPU_24GB, steps=200, warmup=20, eval_every=100,
+                                                         eval_scenes=100))
 print(config)
 # mini: a fresh folder per session (a re-run retrains, ~1.5 min); full: a fixed folder, so a re-run resumes
 workdir = tempfile.mkdtemp(prefix="lesson05-") if profile.is_mini else cache_root() / "runs" / "lesson05-full-depth"
@@ -182,8 +185,8 @@ print(f"{len(run.losses)} steps in {run.seconds:.0f} s this session (resumed fro
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.2))
 steps_axis = np.arange(1, len(run.losses) + 1)
 ax0.plot(steps_axis, run.losses, alpha=0.35, label="per step")
-smooth = np.convolve(run.losses, np.ones(10) / 10, mode="valid")
-ax0.plot(steps_axis[9:], smooth, label="10-step mean")
+if len(run.losses) >= 10:
+    ax0.plot(steps_axis[9:], np.convolve(run.losses, np.ones(10) / 10, mode="valid"), label="10-step mean")
 ax0.set(xlabel="step", ylabel="affine-invariant L1 (m)", title="training loss")
 ax0.legend()
 ax1.plot(steps_axis, run.lrs)
@@ -196,17 +199,19 @@ print("held-out AbsRel during training:", [(s, round(e["abs_rel"], 4)) for s, e 
 # Three contenders: the starting model with one zero-noise trailing step (lesson 04), the same after E2E-FT, and
 # Marigold's expensive default of 50 DDIM steps (its released leading schedule) × 10 ensemble members (on a subset,
 # it is slow). The paper's headline
-# (Table 1, NYUv2 AbsRel ×100): ensemble 5.5, trailing 1 step 5.7, E2E-FT **5.2** at the 1-step cost.
+# (Table 1, NYUv2 AbsRel ×100): ensemble 5.5, trailing 1 step 5.7, E2E-FT **5.2** at the 1-step cost. In the full
+# profile the run above is a 200-step demonstration of the 24 GB setting, not the paper's 20,000 steps, so its numbers
+# are printed and not asserted; lesson 08 scores the released E2E-FT checkpoint against the paper's ordering.
 
 # %%
 from genpercept_lessons.evaluation import evaluate
 
-N_EVAL, N_ENSEMBLE = (100, 16) if profile.is_mini else (100, 10)
-EVAL = dict(steps=1, spacing="trailing", noise="zeros", protocol=profile.eval_protocol)
+N_EVAL, N_ENSEMBLE = (100, 16) if profile.is_mini else (min(100, profile.eval_scenes), min(10, profile.eval_scenes))
+EVAL = dict(steps=1, spacing="trailing", noise="zeros", **profile.eval_settings)  # full: NYUv2 at processing_res 0
 before = evaluate(pipe, test, n=N_EVAL, **EVAL)
 after = evaluate(run.pipe, test, n=N_EVAL, **EVAL)
 ensemble = evaluate(pipe, test, n=N_ENSEMBLE, steps=50, spacing="leading", ensemble=10, seed=0,
-                    protocol=profile.eval_protocol)
+                    **profile.eval_settings)
 after_subset = evaluate(run.pipe, test, n=N_ENSEMBLE, **EVAL)
 before_subset = evaluate(pipe, test, n=N_ENSEMBLE, **EVAL)
 print(f"{'':32s}{'AbsRel':>8s}{'δ1':>8s}{'s/image':>10s}")
@@ -220,8 +225,9 @@ gain = after["per_image"]["abs_rel"] - before["per_image"]["abs_rel"]
 vs_ensemble = after_subset["per_image"]["abs_rel"] - ensemble["per_image"]["abs_rel"]
 for name, d in (("E2E-FT − before", gain), ("E2E-FT − ensemble", vs_ensemble)):
     print(f"per scene, {name}: {d.mean():+.4f} ± {d.std(ddof=1):.4f} (E2E-FT better on {(d < 0).sum()} of {len(d)})")
-assert after["metrics"]["abs_rel"] < before["metrics"]["abs_rel"]  # on every build measured: 5-9 % lower
-assert after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"]  # level with it, not better
+if profile.is_mini:  # the full profile's 200 steps are a demonstration, not the paper's 20,000 (lesson 08 scores those)
+    assert after["metrics"]["abs_rel"] < before["metrics"]["abs_rel"]  # on every build measured: 5-9 % lower
+    assert after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"]  # level with it, not better
 
 # %% [markdown]
 # On every build we measured (`docs/robustness.md`), E2E-FT lowers the 100-scene AbsRel by 5–9 %, and it is better on
@@ -233,7 +239,7 @@ assert after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"
 # %%
 from genpercept_lessons.viz import prediction_grid
 
-k = 6
+k = min(6, N_ENSEMBLE)
 fig = prediction_grid(test[:k]["image"], {"ground truth": test[:k]["depth"], "before (1 step)": before["prediction"][:k],
                                           "50 × 10 ensemble": ensemble["prediction"][:k],
                                           "after E2E-FT": after["prediction"][:k]})
@@ -253,19 +259,29 @@ fig = prediction_grid(test[:k]["image"], {"ground truth": test[:k]["depth"], "be
 from genpercept_lessons.models import load_text_to_image
 from genpercept_lessons.repurpose import marigold_unet_from
 
-ablation = dataclasses.replace(config, steps=60, batch_size=8, warmup=10, eval_every=0, eval_scenes=N_EVAL)
-from_sd = type(pipe).from_pipe(pipe, unet=marigold_unet_from(load_text_to_image(profile).unet))
-arms = {"Marigold init, zeros": (pipe, "zeros"), "Marigold init, Gaussian": (pipe, "gaussian"),
-        "SD init, zeros": (from_sd, "zeros"), "SD init, Gaussian": (from_sd, "gaussian")}
+ablation = profile.rehearsal_sized(dataclasses.replace(  # 60 steps of 8 images: one batch of 8, or 8 accumulated
+    config, steps=60, warmup=10, eval_every=0, eval_scenes=N_EVAL,
+    **({"batch_size": 8} if profile.is_mini else {"batch_size": 1, "grad_accumulation": 8})))
+sd_unet = load_text_to_image(profile).unet  # Stable Diffusion's own UNet (4 input channels), kept apart
+if not profile.is_mini:  # on a 24 GB GPU, section 3's fine-tuned copy must make room for these runs (its numbers stay)
+    del run
+    torch.cuda.empty_cache()
+arms = {"Marigold init, zeros": ("Marigold", "zeros"), "Marigold init, Gaussian": ("Marigold", "gaussian"),
+        "SD init, zeros": ("SD", "zeros"), "SD init, Gaussian": ("SD", "gaussian")}
 scores = {}
-for name, (start, noise) in arms.items():
+for name, (init, noise) in arms.items():
+    # SD's UNet, widened to 8 input channels (lesson 01), is made afresh for each arm and trained in place (one copy
+    # of the UNet fewer in memory); Marigold's is copied by finetune_end_to_end, so `pipe` stays as it is
+    start = pipe if init == "Marigold" else type(pipe).from_pipe(pipe, unet=marigold_unet_from(sd_unet).to(pipe.device))
     r = finetune_end_to_end(start, train_data, ablation, noise=noise, eval_data=test, progress=False,
-                            workdir=(folder := tempfile.mkdtemp(prefix="lesson05-ablation-")))
+                            in_place=init == "SD", workdir=(folder := tempfile.mkdtemp(prefix="lesson05-ablation-")))
     shutil.rmtree(folder)
+    r.pipe = start = None  # only the arm's score is kept: its model goes before the next arm trains
     scores[name] = r.evals[-1][1]["abs_rel"]
     print(f"{name:26s} AbsRel {scores[name]:.4f}  ({r.seconds:.0f} s)")
 print(f"SD init / Marigold init, zeros: {scores['SD init, zeros'] / scores['Marigold init, zeros']:.2f}")
-assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.75x on the seed-0 build
+if profile.is_mini:  # E2E-FT Table 4 compares full 20k-step runs (SD 5.4 vs Marigold 5.2); 60 steps are not that
+    assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.75x on the seed-0 build
 
 # %% [markdown]
 # At this budget the two starting points are nowhere near each other: 60 steps at lr 3·10⁻⁴ polish a model that

@@ -58,11 +58,12 @@ from genpercept_lessons.normals_convention import normals_convention
 from genpercept_lessons.viz import colorize_normals
 
 scene = test[0]
-floor = scene["mask"] & (scene["label"] == LABELS.index("floor"))
-print("labels:", LABELS)
-print("mean floor normal:", scene["normals"][floor].mean(0).round(2))
 print("this model predicts in frame:", normals_convention(pipe), "(predict() returns x-right)")
-assert scene["normals"][floor].mean(0)[1] > 0.9  # y up
+if profile.is_mini:  # MiniScenes label every pixel; the prepared real datasets carry no labels (all 255)
+    floor = scene["mask"] & (scene["label"] == LABELS.index("floor"))
+    print("labels:", LABELS)
+    print("mean floor normal:", scene["normals"][floor].mean(0).round(2))
+    assert scene["normals"][floor].mean(0)[1] > 0.9  # y up
 fig, axes = plt.subplots(1, 2, figsize=(6, 3))
 axes[0].imshow(scene["image"])
 axes[0].set_title("RGB")
@@ -81,7 +82,7 @@ for ax in axes:
 from genpercept_lessons.evaluation import evaluate
 from genpercept_lessons.metrics import normal_metrics
 
-N = 100
+N = 100 if profile.is_mini else min(100, profile.eval_scenes)
 one_step = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros")
 rows = test[:N]
 p, g, m = one_step["prediction"], rows["normals"], rows["mask"].astype(bool)
@@ -117,11 +118,13 @@ for name, met, sec in [("constant mean map", const_metrics, 0.0),
                        ("trailing, 1 step, z=0", one_step["metrics"], one_step["seconds"] / N),
                        ("trailing, 50 steps", fifty["metrics"], fifty["seconds"] / N)]:
     print(f"{name:24s}{met['mean']:8.2f}{met['median']:9.2f}{met['a11_25']:9.1f}{sec:9.4f}")
-assert one_step["metrics"]["mean"] < 0.6 * const_metrics["mean"]
+if profile.is_mini:  # measured on every mini build; for Hypersim's val split the papers give no number
+    assert one_step["metrics"]["mean"] < 0.6 * const_metrics["mean"]
 paired = one_step["per_image"]["mean"] - fifty["per_image"]["mean"]
 print(f"per scene, 1 step − 50 steps: {paired.mean():+.2f}° ± {paired.std(ddof=1):.2f}° "
       f"(1 step better on {(paired < 0).sum()} of {N})")
-assert one_step["metrics"]["mean"] <= fifty["metrics"]["mean"]  # on every build measured, 50 steps are 5-18 % worse
+if profile.is_mini:  # on every build measured, 50 steps are 5-18 % worse (E2E-FT's Fig. 5 finds the same for depth)
+    assert one_step["metrics"]["mean"] <= fifty["metrics"]["mean"]
 
 # %% [markdown]
 # ## 4. The angular loss and E2E-FT for normals
@@ -157,8 +160,8 @@ if profile.is_mini:
     config = E2EConfig(task="normals", steps=profile.e2e_steps, batch_size=profile.e2e_batch_size, lr=profile.e2e_lr,
                        eval_every=50, eval_scenes=N)
 else:
-    config = dataclasses.replace(GPU_24GB, task="normals", steps=200, warmup=20, eval_every=100, eval_scenes=N,
-                                 eval_protocol="hypersim")
+    config = profile.rehearsal_sized(dataclasses.replace(GPU_24GB, task="normals", steps=200, warmup=20,
+                                                         eval_every=100, eval_scenes=N, eval_protocol="hypersim"))
 workdir = tempfile.mkdtemp(prefix="lesson06-") if profile.is_mini else cache_root() / "runs" / "lesson06-full-normals"
 run = finetune_end_to_end(pipe, train_data, config, workdir=workdir, eval_data=test)
 if profile.is_mini:
@@ -168,19 +171,22 @@ print(f"{len(run.losses)} steps, {run.seconds:.0f} s this session")
 print("held-out mean angle during training:", [(s, round(e["mean"], 2)) for s, e in run.evals])
 print(f"mean angle: before {one_step['metrics']['mean']:.2f}° → after {after['metrics']['mean']:.2f}° "
       f"(<11.25°: {one_step['metrics']['a11_25']:.1f}% → {after['metrics']['a11_25']:.1f}%)")
-assert after["metrics"]["mean"] < one_step["metrics"]["mean"]
+if profile.is_mini:  # the full profile's 200 steps are a demonstration, not E2E-FT's 20,000
+    assert after["metrics"]["mean"] < one_step["metrics"]["mean"]
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(np.degrees(run.losses), alpha=0.4, label="per step")
-ax.plot(np.arange(9, len(run.losses)), np.degrees(np.convolve(run.losses, np.ones(10) / 10, "valid")), label="10-step mean")
+if len(run.losses) >= 10:
+    ax.plot(np.arange(9, len(run.losses)), np.degrees(np.convolve(run.losses, np.ones(10) / 10, "valid")),
+            label="10-step mean")
 ax.set(xlabel="step", ylabel="angular loss (degrees)", title="E2E-FT, normals")
 ax.legend()
 
 # %%
 from genpercept_lessons.viz import prediction_grid
 
-k = 6
+k = min(6, N)
 fig = prediction_grid(test[:k]["image"], {"ground truth": g[:k], "trailing 1 step": p[:k],
                                           "50 steps": fifty["prediction"][:k], "after E2E-FT": after["prediction"][:k]},
                       masks=m[:k])

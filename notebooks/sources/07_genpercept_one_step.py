@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons.claims import rehearsal_skip
 from genpercept_lessons.runtime import set_seed
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
@@ -99,7 +100,7 @@ assert t_gap.abs().mean() > 1e-3
 from genpercept_lessons.metrics import depth_metrics, mean_iou
 from genpercept_lessons.one_step import predict_one_step, train_one_step
 
-STEPS, BATCH = (60, 16) if profile.is_mini else (500, 8)
+STEPS, BATCH = (60, 16) if profile.is_mini else ((2, 1) if profile.rehearsal else (500, 8))  # rehearsal: a CPU run
 models, results = {}, {}
 for decoder in ("vae", "head"):
     models[decoder] = train_one_step(pipe, train, "depth", decoder, steps=STEPS, batch_size=BATCH)
@@ -110,7 +111,8 @@ for decoder in ("vae", "head"):
 constant = depth_metrics(np.ones_like(rows["depth"]), rows["depth"], rows["mask"])
 print(f"constant prediction (after alignment): AbsRel {constant['abs_rel']:.4f}")
 for decoder in ("vae", "head"):
-    assert results[decoder]["abs_rel"] < 0.6 * constant["abs_rel"]
+    assert results[decoder]["abs_rel"] < 0.6 * constant["abs_rel"] or rehearsal_skip(
+        profile, f"one-step depth with the {decoder} decoder beats a constant map by 40 %")
 
 # %% [markdown]
 # Side by side: both decoders output the image resolution (the head upsamples ×4, the VAE's factor). The VAE decoder
@@ -137,7 +139,8 @@ print(f"{'class':10s}{'IoU (head)':>12s}{'IoU (baseline)':>16s}")
 for name, a, b in zip(LABELS, seg_scores["iou"], base_scores["iou"]):
     print(f"{name:10s}{a:12.3f}{b:16.3f}")
 print(f"{'mIoU':10s}{seg_scores['miou']:12.3f}{base_scores['miou']:16.3f}   ({seg.seconds:.0f} s of training)")
-assert seg_scores["miou"] > base_scores["miou"] + 0.1
+assert seg_scores["miou"] > base_scores["miou"] + 0.1 or rehearsal_skip(
+    profile, "the segmentation head beats the per-pixel majority label by 0.1 mIoU")
 
 # %%
 from genpercept_lessons.viz import add_label_legend, colorize_labels, prediction_grid

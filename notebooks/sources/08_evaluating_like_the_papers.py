@@ -24,16 +24,21 @@
 import numpy as np
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons.claims import rehearsal_skip
 from genpercept_lessons.runtime import set_seed
-from genpercept_lessons.training_data import load_training_data
+from genpercept_lessons.training_data import load_eval_data
 
 PROFILE = None  # None: $GENPERCEPT_PROFILE, else "mini"
 profile = get_profile(PROFILE)
 print(profile.describe())
 set_seed(0)
 pipe = load_marigold(profile, "depth")
-test = load_miniscenes("test") if profile.is_mini else load_training_data(profile.eval_data)
-N = 100 if profile.is_mini else 654
+test = load_eval_data(profile)  # held-out MiniScenes, or the 654 NYUv2 test images (data_scripts/prepare_nyuv2.py)
+N = 100 if profile.is_mini else profile.eval_scenes  # the papers score all 654
+# the model's own processing resolution in the mini profile; 0 (the images' own, 480 x 640) in the full one, as
+# Marigold's script/eval/11_infer_nyu.sh runs it; and Marigold's ensembling settings there (profile.eval_settings)
+RES = profile.eval_settings.get("processing_resolution")
+ENSEMBLING = profile.eval_settings.get("ensembling_kwargs")
 
 # %% [markdown]
 # ## 1. The protocols
@@ -64,7 +69,7 @@ from genpercept_lessons.inference import predict
 
 rows = test[:N]
 protocol = PROTOCOLS[profile.eval_protocol]
-pred = predict(pipe, rows["image"], steps=1, spacing="trailing", noise="zeros")
+pred = predict(pipe, rows["image"], steps=1, spacing="trailing", noise="zeros", processing_resolution=RES)
 mask = evaluation_mask(protocol, rows["mask"], rows["depth"])
 abs_rel, delta1 = [], []
 for p, g, m in zip(pred.astype(np.float64), rows["depth"].astype(np.float64), mask):
@@ -74,7 +79,8 @@ for p, g, m in zip(pred.astype(np.float64), rows["depth"].astype(np.float64), ma
     abs_rel.append(np.mean(np.abs(aligned - g[m]) / g[m]))
     delta1.append(np.mean(np.maximum(aligned / g[m], g[m] / aligned) < 1.25))
 by_hand = {"abs_rel": np.mean(abs_rel), "delta1": np.mean(delta1)}
-library = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=protocol.name)["metrics"]
+library = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=protocol.name,
+                   processing_resolution=RES)["metrics"]
 print(f"by hand: AbsRel {by_hand['abs_rel']:.5f}, δ1 {by_hand['delta1']:.4f}")
 print(f"library: AbsRel {library['abs_rel']:.5f}, δ1 {library['delta1']:.4f}")
 assert abs(by_hand["abs_rel"] - library["abs_rel"]) < 1e-6 and abs(by_hand["delta1"] - library["delta1"]) < 1e-6
@@ -101,15 +107,17 @@ scale_only = depth_metrics(s_only[:, None, None] * p64, g, m, align=False, min_d
                            max_depth=protocol.max_depth)
 pooled = float(np.sum(np.abs(np.clip(aligned, protocol.min_depth, None) - g)[m] / g[m]) / m.sum())
 unclipped = float(np.mean([np.mean(np.abs(a[k] - t[k]) / t[k]) for a, t, k in zip(aligned, g, m)]))
+native = max(rows["image"].shape[1:3])
 half = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=protocol.name,
-                processing_resolution=max(8, profile.resolution // 2))["metrics"]
+                processing_resolution=max(8, (native if RES == 0 else RES or profile.resolution) // 2))["metrics"]
 print(f"{'variant':40s}{'AbsRel':>8s}")
 for name, value in [("Marigold protocol (depth space, per image)", library["abs_rel"]),
                     ("scale only, no shift", scale_only["abs_rel"]), ("pooled over all pixels", pooled),
                     ("without clipping", unclipped), ("model at half resolution", half["abs_rel"])]:
     print(f"{name:40s}{value:8.4f}")
-assert scale_only["abs_rel"] > library["abs_rel"]  # the shift matters: Marigold's depth is affine-invariant
-assert half["abs_rel"] > library["abs_rel"]  # so does resolution
+assert scale_only["abs_rel"] > library["abs_rel"] or rehearsal_skip(  # the shift matters: depth is affine-invariant
+    profile, "scale-only alignment scores worse than scale and shift")
+assert half["abs_rel"] > library["abs_rel"] or rehearsal_skip(profile, "half the processing resolution scores worse")
 
 # %% [markdown]
 # **Alignment space and crops.** Marigold aligns in depth space because it predicts (affine-invariant) depth;
@@ -132,7 +140,8 @@ print(f"perfect disparity model, aligned in depth space: AbsRel {in_depth_space:
 assert in_depth_space > 0.05 and in_disparity_space < 1e-6
 h, w = m.shape[1:]
 centre = EvalProtocol("centre crop", protocol.min_depth, protocol.max_depth, (8, h - 8, 8, w - 8), image_size=(h, w))
-cropped = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=centre)["metrics"]
+cropped = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=centre,
+                   processing_resolution=RES)["metrics"]
 print(f"AbsRel on the whole image {library['abs_rel']:.4f}, inside the centre crop {cropped['abs_rel']:.4f}")
 assert cropped["abs_rel"] != library["abs_rel"]
 
@@ -150,7 +159,8 @@ assert cropped["abs_rel"] != library["abs_rel"]
 constant = depth_metrics(np.ones_like(g), g, m)
 print(f"constant prediction after alignment: AbsRel {constant['abs_rel']:.3f}, δ1 {constant['delta1']:.3f} "
       f"(model: {library['abs_rel']:.3f}, {library['delta1']:.3f})")
-assert constant["abs_rel"] > 1.5 * library["abs_rel"]
+assert constant["abs_rel"] > 1.5 * library["abs_rel"] or rehearsal_skip(
+    profile, "the model beats a constant map by a factor 1.5 in AbsRel")
 
 rng = np.random.default_rng(0)
 sigmas = [0.01, 0.03, 0.05, 0.1, 0.2, 0.4]
@@ -202,14 +212,16 @@ import tempfile
 
 from genpercept_lessons.finetuning import E2EConfig, finetune_end_to_end
 
-N_ENS = 12 if profile.is_mini else 20
+N_ENS = 12 if profile.is_mini else min(20, profile.eval_scenes)  # 500 UNet calls per image
 rows_cfg = {"leading, 1 step (the bug)": dict(steps=1, spacing="leading"),
             "trailing, 1 step": dict(steps=1, spacing="trailing"),
             "trailing, 1 step, zero noise": dict(steps=1, spacing="trailing", noise="zeros")}
-mine = {name: evaluate(pipe, test, n=N, protocol=protocol.name, **kw)["metrics"]["abs_rel"]
+mine = {name: evaluate(pipe, test, n=N, protocol=protocol.name, processing_resolution=RES, **kw)["metrics"]["abs_rel"]
         for name, kw in rows_cfg.items()}
-ens = evaluate(pipe, test, n=N_ENS, steps=50, spacing="leading", ensemble=10, protocol=protocol.name)["metrics"]
-ens_one = evaluate(pipe, test, n=N_ENS, steps=1, spacing="trailing", noise="zeros", protocol=protocol.name)["metrics"]
+ens = evaluate(pipe, test, n=N_ENS, steps=50, spacing="leading", ensemble=10, protocol=protocol.name,
+               processing_resolution=RES, ensembling_kwargs=ENSEMBLING)["metrics"]
+ens_one = evaluate(pipe, test, n=N_ENS, steps=1, spacing="trailing", noise="zeros", protocol=protocol.name,
+                   processing_resolution=RES)["metrics"]
 if profile.is_mini:
     workdir = tempfile.mkdtemp(prefix="lesson08-")
     short = finetune_end_to_end(pipe, load_miniscenes("train"), E2EConfig(steps=60, batch_size=8, warmup=10),
@@ -219,8 +231,8 @@ if profile.is_mini:
                                                                 protocol=protocol.name)["metrics"]["abs_rel"]
 else:  # the released E2E-FT checkpoint, its parts in the core pipeline, 1 trailing step from zeros
     ft = load_marigold(get_profile("full", depth_model="GonzaloMG/marigold-e2e-ft-depth"), "depth")
-    mine["E2E-FT, 1 step (released)"] = evaluate(ft, test, n=N, steps=1, noise="zeros",
-                                                 protocol=protocol.name)["metrics"]["abs_rel"]
+    mine["E2E-FT, 1 step (released)"] = evaluate(ft, test, n=N, steps=1, noise="zeros", protocol=protocol.name,
+                                                 processing_resolution=RES)["metrics"]["abs_rel"]
 paper = {"leading, 1 step (the bug)": "— (Fig. 1: noise)", "trailing, 1 step": "—",
          "trailing, 1 step, zero noise": "5.7", "E2E-FT": "5.2", "ensemble": "5.5"}
 print(f"{'setting':44s}{'paper (NYUv2 ×100)':>20s}{'here (×100)':>13s}")
@@ -231,9 +243,12 @@ print(f"{f'trailing, 1 step, zero noise ({N_ENS} scenes)':44s}{'':>20s}{100 * en
 print("\nnormals (paper Table 2, NYUv2 mean angle): Marigold-normals 50 leading steps × 10 18.8°, trailing 1 step 17.4°, "
       "E2E-FT 16.2°; the mini world's: lesson 06.")
 values = list(mine.values())
-assert values[0] > 2 * values[1]  # the bug
-print(f"E2E-FT (60 steps) / its starting point: {values[-1] / values[2]:.3f}")
-assert values[-1] < 1.05 * values[2]  # a short fine-tune does no harm; its gain is inside the spread here
+assert values[0] > 2 * values[1] or rehearsal_skip(profile, "the bug: one leading step is 2x worse (E2E-FT Fig. 5)")
+print(f"E2E-FT / its starting point: {values[-1] / values[2]:.3f}")
+if profile.is_mini:
+    assert values[-1] < 1.05 * values[2]  # a short fine-tune does no harm; its gain is inside the spread here
+else:  # the released E2E-FT model against the checkpoint it started from (Table 1: 5.2 vs 5.7, on all 654 images)
+    assert values[-1] < values[2] or rehearsal_skip(profile, "E2E-FT beats its starting point (E2E-FT Table 1: 5.2 < 5.7)")
 
 # %% [markdown]
 # ## 6. A real photograph, with measured depth
@@ -309,7 +324,8 @@ if profile.is_mini:
     print(f"photo / MiniScenes AbsRel: {model_score / on_scenes:.2f}")
     assert model_score > 1.3 * on_scenes  # out of its world, the mini model is far from its MiniScenes score
 else:
-    assert model_score < photo_scores["constant map"]["abs_rel"]  # zero-shot on a real photo, Marigold beats the floor
+    assert model_score < photo_scores["constant map"]["abs_rel"] or rehearsal_skip(  # zero-shot, Marigold beats the floor
+        profile, "on a real photo the model beats a constant map")
 
 # %% [markdown]
 # ## Exercises

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from genpercept_lessons import get_profile, load_marigold, load_miniscenes
+from genpercept_lessons.claims import rehearsal_skip
 from genpercept_lessons.evaluation import evaluate
 from genpercept_lessons.finetuning import GPU_24GB, E2EConfig, finetune_end_to_end
 from genpercept_lessons.models import load_text_to_image
@@ -56,9 +57,9 @@ if profile.is_mini:
     BUDGET = E2EConfig(task="depth", steps=120, batch_size=8, lr=1e-3, warmup=20, eval_scenes=100)
 else:  # Hypersim for training (E2E-FT's main set), NYUv2 for evaluation
     train, test = load_training_data(profile.train_data[0][0]), load_training_data(profile.eval_data)
-    BUDGET = dataclasses.replace(GPU_24GB, steps=300, warmup=30, eval_every=0, eval_scenes=100)
-N_EVAL = 100
-EVAL = dict(n=N_EVAL, steps=1, spacing="trailing", noise="zeros", protocol=profile.eval_protocol)
+    BUDGET = profile.rehearsal_sized(dataclasses.replace(GPU_24GB, steps=300, warmup=30, eval_every=0, eval_scenes=100))
+N_EVAL = 100 if profile.is_mini else min(100, profile.eval_scenes)
+EVAL = dict(n=N_EVAL, steps=1, spacing="trailing", noise="zeros", **profile.eval_settings)
 rows = test[:N_EVAL]
 
 
@@ -95,7 +96,7 @@ def fine_tune(unet, data, **changes):
 set_seed(0)
 unets = {"mini-SD": marigold_unet_from(sd.unet),
          "none": type(pipe.unet).from_config(pipe.unet.config)}  # same architecture, random weights
-FEW = 40
+FEW = min(40, len(train) // 2)  # 40 (the rehearsal's stand-in set has fewer scenes)
 labels = {"all": train, f"{FEW} scenes": train.select(range(FEW))}
 results = {}
 for start_name, unet in unets.items():
@@ -108,13 +109,15 @@ ratio = {name: results["none", name]["metrics"]["abs_rel"] / results["mini-SD", 
 print("AbsRel from random weights / from mini-SD:", {k: round(v, 2) for k, v in ratio.items()})
 few_over_all = results["mini-SD", f"{FEW} scenes"]["metrics"]["abs_rel"] / results["mini-SD", "all"]["metrics"]["abs_rel"]
 print(f"from mini-SD, {FEW} scenes / all scenes: {few_over_all:.2f}")
-assert ratio["all"] > 1.15  # the prior: 1.46 (seed 0, bf16) and 1.32 (seed 1, fp32), docs/robustness.md
-assert few_over_all > 1.15  # the labels: 1.36 and 1.42 on the same two builds
+assert ratio["all"] > 1.15 or rehearsal_skip(  # the prior: 1.46 (seed 0, bf16), 1.32 (seed 1, fp32), docs/robustness.md
+    profile, "fine-tuning from the generator beats fine-tuning from random weights (GenPercept finding 0)")
+if profile.is_mini:  # measured on the mini builds; the full profile's 300 steps on 40 Hypersim scenes are not a paper's
+    assert few_over_all > 1.15  # the labels: 1.36 and 1.42 on the same two builds
 
 # %%
 from genpercept_lessons.viz import prediction_grid
 
-k = 6
+k = min(6, N_EVAL)
 fig = prediction_grid(rows["image"][:k], {"ground truth": rows["depth"][:k],
                                           **{f"{s}, {lab}": r["prediction"][:k] for (s, lab), r in results.items()}})
 
@@ -204,11 +207,11 @@ plt.tight_layout()
 # the deterministic one-step fine-tune of mini-SD from section 1 (only 120 steps).
 
 # %%
-N_STOCHASTIC = 20
-multi = {m: evaluate(pipe, test, n=N_STOCHASTIC, steps=10, spacing="trailing", ensemble=m, seed=0, protocol=profile.eval_protocol)
-         for m in (1, 5)}
+N_STOCHASTIC = min(20, N_EVAL)
+STOCHASTIC = dict(n=N_STOCHASTIC, steps=10, spacing="trailing", **profile.eval_settings)
+multi = {m: evaluate(pipe, test, ensemble=m, seed=0, **STOCHASTIC) for m in (1, 5)}
 one = evaluate(pipe, test, **{**EVAL, "n": N_STOCHASTIC})
-again = evaluate(pipe, test, n=N_STOCHASTIC, steps=10, spacing="trailing", ensemble=1, seed=1, protocol=profile.eval_protocol)
+again = evaluate(pipe, test, ensemble=1, seed=1, **STOCHASTIC)
 spread = np.abs(again["prediction"] - multi[1]["prediction"]).mean()
 sd_one = results["mini-SD", "all"]["per_image"]["abs_rel"][:N_STOCHASTIC].mean()
 print(f"{'':44s}AbsRel  s/image")
@@ -217,7 +220,8 @@ for name, r in [("mini-Marigold, 10 steps, 1 member", multi[1]), ("mini-Marigold
     print(f"{name:44s}{r['metrics']['abs_rel']:.4f}  {r['seconds'] / N_STOCHASTIC:.3f}")
 print(f"{'mini-SD, 120 E2E-FT steps, 1 step':44s}{sd_one:.4f}")
 print(f"two draws of the stochastic model differ by {spread:.3f} per pixel on average (depth in [0, 1])")
-assert one["metrics"]["abs_rel"] < multi[1]["metrics"]["abs_rel"]  # ratio 0.90 (seed 0, bf16), 0.95 (seed 1, fp32)
+assert one["metrics"]["abs_rel"] < multi[1]["metrics"]["abs_rel"] or rehearsal_skip(  # 0.90 (seed 0), 0.95 (seed 1)
+    profile, "one deterministic step beats one stochastic 10-step sample (GenPercept finding 2)")
 
 # %% [markdown]
 # ## 5. Does a VAE that only saw RGB carry depth and normals?
@@ -256,7 +260,7 @@ def round_trip_errors(vae, held_out):
 
 held_out = as_images(rows)
 pool = torch.cat(list(as_images(train[:600]).values()))  # 600 scenes × {RGB, depth, normals}
-VAE_STEPS, CROP = (300, 32) if profile.is_mini else (300, 256)
+VAE_STEPS, CROP = (300, 32) if profile.is_mini else ((2, 32) if profile.rehearsal else (300, 256))
 joint = copy.deepcopy(pipe.vae).requires_grad_(True).train()
 opt = torch.optim.AdamW(joint.parameters(), lr=5e-4)
 g = torch.Generator().manual_seed(0)
