@@ -21,6 +21,7 @@ __all__ = [
     "asset_path",
     "is_complete",
     "build_asset",
+    "file_sha256",
     "METADATA_FILE",
     "read_metadata",
 ]
@@ -53,7 +54,8 @@ def asset_path(kind: str, settings: dict[str, Any]) -> Path:
     return cache_root() / f"{kind}-{settings_hash(settings)}"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB chunks), as asset manifests and the hub cache name them."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -63,7 +65,7 @@ def _sha256(path: Path) -> str:
 
 def _manifest(folder: Path) -> dict[str, list]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
-    return {str(p.relative_to(folder)): [p.stat().st_size, _sha256(p)] for p in files}
+    return {str(p.relative_to(folder)): [p.stat().st_size, file_sha256(p)] for p in files}
 
 
 def is_complete(folder: str | os.PathLike, check_hashes: bool = True) -> bool:
@@ -80,7 +82,7 @@ def is_complete(folder: str | os.PathLike, check_hashes: bool = True) -> bool:
         p = folder / rel
         if not p.is_file() or p.stat().st_size != size:
             return False
-        if check_hashes and _sha256(p) != digest:
+        if check_hashes and file_sha256(p) != digest:
             return False
     return True
 

@@ -155,7 +155,7 @@ def prepared(tmp_path_factory):
 def test_prepare_standin_data_writes_the_four_datasets(prepared):
     data, outs = prepared
     assert list(outs) == list(STANDIN_DATASETS) and all(p == data / name for name, p in outs.items())
-    expected = {"hypersim_train": (4, 48, 64), "hypersim_val": (2, 48, 64), "vkitti2": (2, 352, 1216),
+    expected = {"hypersim_train": (4, 48, 64), "hypersim_val": (4, 48, 64), "vkitti2": (2, 352, 1216),
                 "nyuv2_test": (8, 480, 640)}
     for name, (n, h, w) in expected.items():
         ds = _load(outs[name])
@@ -192,7 +192,7 @@ def test_prepare_standin_data_fills_in_only_what_is_missing_and_overwrites(prepa
     kept = {name: _mtimes(data / name) for name in ("hypersim_train", "vkitti2", "nyuv2_test")}
     shutil.rmtree(data / "hypersim_val")
     outs = prepare_standin_data(data)
-    assert len(_load(outs["hypersim_val"])) == 2
+    assert len(_load(outs["hypersim_val"])) == 4
     assert {name: _mtimes(data / name) for name in kept} == kept
     first = _load(outs["hypersim_train"])[0]["image"]
     prepare_standin_data(data, seed=1, overwrite=True)

@@ -125,8 +125,8 @@ def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_p
 
     nbformat.write(nbformat.v4.new_notebook(), str(tmp_path / "98_other.ipynb"))
     text = write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
-    assert "| 98_other | not rehearsed |" in text and "| 99_probe |" in text and "changed since" not in text
-    assert "- needs the real weights: needs real weights" in text and "a planted failure" in text
+    assert "| 98_other | no record: `make rehearse LESSONS=98` |" in text and "| 99_probe |" in text and "changed since" not in text
+    assert "- needs the real weights or data: needs real weights" in text and "a planted failure" in text
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nbformat.write(nb, str(path))
     assert "(the lesson changed since)" in write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()

@@ -51,12 +51,12 @@ _VERSION = 1  # bump when the stand-ins change: a hub folder written by another 
 def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
     """Lay ``files`` ({path in repo: file}) out as the hub cache does: blobs/<sha256> (hard links: the bytes are stored
     once for every repo that shares them), snapshots/<commit>/<path> -> ../../blobs/<sha256>, refs/main."""
-    from genpercept_lessons.assets import _sha256
+    from genpercept_lessons.assets import file_sha256
 
     repo = hub / f"models--{repo_id.replace('/', '--')}"
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     for rel, path in files.items():
-        name = _sha256(path)
+        name = file_sha256(path)
         if not (repo / "blobs" / name).exists():
             os.link(path, repo / "blobs" / name)
         target = repo / "snapshots" / _COMMIT / rel
@@ -68,7 +68,10 @@ def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
 
 def _tiny_standin(task: str = "depth", *, layers: int = 1, text_layers: int = 1, seed: int = 0,
                   tokenizer_dir=None, resolution: int = 64):
-    """The course's tiny random pipeline (32-wide UNet, x2 VAE) in ``standin_marigold``'s place: seconds, not minutes."""
+    """A tiny random pipeline (32-wide UNet, a x8 VAE like SD's) in ``standin_marigold``'s place: seconds, not minutes.
+
+    The VAE downsamples by 8 as Stable Diffusion's does, so a 480 x 640 image gives a 60 x 80 latent, as in the full
+    profile (a x2 VAE would hand the UNet's attention 76,800 positions)."""
     import torch
 
     from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
@@ -76,7 +79,7 @@ def _tiny_standin(task: str = "depth", *, layers: int = 1, text_layers: int = 1,
 
     torch.manual_seed(seed)
     return make_pipeline(task, make_unet((32, 32), cross_attention_dim=32, sample_size=8),
-                         make_vae((32, 32), sample_size=16), make_text_encoder(32), make_tokenizer(tokenizer_dir),
+                         make_vae((8, 8, 8, 8), sample_size=64), make_text_encoder(32), make_tokenizer(tokenizer_dir),
                          resolution)
 
 
@@ -180,11 +183,11 @@ def rehearse_notebook(path: str | os.PathLike, env: dict[str, str], out_dir: str
     builds = [i for i, c in enumerate(result["notebook"].cells) for o in c.get("outputs", [])
               if "Building the mini assets" in o.get("text", "")]
     errors = result["errors"] + [f"cell {i}: started a mini build (a full-profile cell must not need one)" for i in builds]
-    from genpercept_lessons.assets import _sha256
+    from genpercept_lessons.assets import file_sha256
     from genpercept_lessons.atomic import atomic_write_bytes
 
     report = {"lesson": path.stem, "errors": errors, "skipped": skipped, "seconds": result["seconds"],
-              "notebook_sha256": _sha256(path), "date": time.strftime("%Y-%m-%d %H:%M")}
+              "notebook_sha256": file_sha256(path), "date": time.strftime("%Y-%m-%d %H:%M")}
     atomic_write_bytes(out_dir / f"{path.stem}.report.json", json.dumps(report, indent=1).encode())
     return report
 
@@ -228,25 +231,25 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
     cells and the claims it could not check; a lesson changed since (or never rehearsed) is marked so."""
     import platform
 
-    from genpercept_lessons.assets import _sha256
+    from genpercept_lessons.assets import file_sha256
 
     lines = ["# The full profile's dress rehearsal", "",
              "Written by `make rehearse` (`python -m genpercept_lessons.course.rehearsal`): every lesson run top to bottom "
              "in the full profile on the CPU, against random-weight stand-ins of the real checkpoints (real widths and "
              "scheduler configurations; UNet and VAE with 1 layer per block) and stand-in Hypersim / Virtual KITTI 2 / "
              "NYUv2 files in their real formats, at 64 px and 3 evaluation images. Every cell ran unless listed as "
-             "failed. The claims below need the real weights: in the rehearsal they are reported, not asserted; on a "
-             "GPU with the released checkpoints they are asserted.", "",
+             "failed. The claims below need the real weights (or the real data): in the rehearsal they are reported, "
+             "not asserted; with the released checkpoints and datasets they are asserted.", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores.", "",
              "| lesson | run time | failed cells | claims reported, not asserted |", "|---|---|---|---|"]
     reports = []
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
         found = Path(executed) / f"{path.stem}.report.json"
         if not found.is_file():
-            lines.append(f"| {path.stem} | not rehearsed | | |")
+            lines.append(f"| {path.stem} | no record: `make rehearse LESSONS={path.name[:2]}` | | |")
             continue
         r = json.loads(found.read_text())
-        stale = "" if r["notebook_sha256"] == _sha256(path) else " (the lesson changed since)"
+        stale = "" if r["notebook_sha256"] == file_sha256(path) else " (the lesson changed since)"
         lines.append(f"| {r['lesson']} | {r['seconds'] / 60:.1f} min, {r['date']}{stale} | {len(r['errors'])} | "
                      f"{len(r['skipped'])} |")
         reports.append(r)
@@ -254,7 +257,7 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
         if r["errors"] or r["skipped"]:
             lines += ["", f"## {r['lesson']}"]
             lines += [f"- FAILED {e}" for e in r["errors"]]
-            lines += [f"- needs the real weights: {c}" for c in r["skipped"]]
+            lines += [f"- needs the real weights or data: {c}" for c in r["skipped"]]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from genpercept_lessons.atomic import atomic_write_bytes

@@ -265,8 +265,8 @@ def write_nyuv2_standin(folder, n_test: int = 3, n_train: int = 2, seed: int = 0
 def prepare_standin_data(data_dir, size=(48, 64), seed: int = 0, overwrite: bool = False) -> dict[str, Path]:
     """Raw stand-ins under ``<data_dir>/raw``, prepared into ``<data_dir>/`` hypersim_train, hypersim_val, vkitti2, nyuv2_test.
 
-    Hypersim: 4 train + 2 val frames written at 2×``size`` and prepared at ``size`` (H, W); Virtual KITTI 2: 2
-    frames → 352×1216; NYUv2: 3 test frames (+ 2 train) → 480×640, all with the course's ``prepare_*``. Returns
+    Hypersim: 4 train + 4 val frames written at 2×``size`` and prepared at ``size`` (H, W); Virtual KITTI 2: 2
+    frames → 352×1216; NYUv2: 8 test frames (+ 2 train) → 480×640, all with the course's ``prepare_*``. Returns
     {name: folder} in that order. Outputs that exist are kept unless ``overwrite``: when all four do, nothing is
     written (idempotent); missing ones are prepared. Without ``overwrite`` it refuses (FileExistsError) outputs made
     with another ``seed``/``size`` (recorded per output in ``<data_dir>/raw/standin_settings.json``), mixing
@@ -309,7 +309,7 @@ def prepare_standin_data(data_dir, size=(48, 64), seed: int = 0, overwrite: bool
     for src in needed:
         shutil.rmtree(sources[src], ignore_errors=True)  # frames of an earlier call must not be read
     if "hypersim" in needed:
-        write_hypersim_standin(sources["hypersim"], size=(2 * size[0], 2 * size[1]), seed=seed)
+        write_hypersim_standin(sources["hypersim"], n_val=4, size=(2 * size[0], 2 * size[1]), seed=seed)
     if "vkitti2" in needed:
         write_vkitti2_standin(sources["vkitti2"], seed=seed)
     # 8 test images: lessons index a few beyond the rehearsal's 3 evaluation images (e.g. lesson 03's scenes[3])

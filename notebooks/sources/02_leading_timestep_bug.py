@@ -234,7 +234,8 @@ fig = prediction_grid(batch["image"], {"ground truth": batch["depth"], "leading,
 # On held-out scenes, with Marigold's protocol (least-squares scale and shift per image, then AbsRel and δ1). In the
 # full profile these are NYUv2's 654 test images under its evaluation protocol (Eigen crop, depth in [1e-3, 10] m) at
 # the images' own resolution, as Marigold's `script/eval/11_infer_nyu.sh` runs it (`profile.eval_settings`); E2E-FT's
-# Fig. 5 plots the result there: AbsRel near 30 % for one leading step against 5.7 % for one trailing step (Table 1).
+# Fig. 5 plots the result there: one leading step far above one trailing step's 5.7 % (Table 1; Fig. 2c shows its
+# output as noise).
 
 # %%
 from genpercept_lessons.evaluation import evaluate
@@ -245,7 +246,7 @@ results = {s: evaluate(pipe, scenes, n=N, steps=1, spacing=s, **profile.eval_set
 for s, m in results.items():
     print(f"{s:8s} 1 step: AbsRel {m['abs_rel']:.3f}, δ1 {m['delta1']:.3f}")
 assert results["leading"]["abs_rel"] >= 2 * results["trailing"]["abs_rel"] or rehearsal_skip(
-    profile, "one leading step has at least twice the AbsRel of one trailing step (E2E-FT Fig. 5: ~30 vs 5.7)")
+    profile, "one leading step has at least twice the AbsRel of one trailing step (E2E-FT Fig. 5)")
 assert results["leading"]["delta1"] < results["trailing"]["delta1"] or rehearsal_skip(
     profile, "one leading step has a lower δ1 than one trailing step")
 

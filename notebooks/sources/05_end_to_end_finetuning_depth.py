@@ -106,7 +106,8 @@ depth_by_hand = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor).sample.mean
 depth_lib = e2e_predict(unet, pipe.vae, rgb_latent, empty_text_embedding(pipe), alpha_bar, T, "depth")
 print(f"T = {T}, x̂0 = {-(1 - alpha_bar) ** 0.5:.5f} · v̂; max |by hand − library| = "
       f"{(depth_by_hand - depth_lib).abs().max():.2e}")
-assert torch.allclose(depth_by_hand, depth_lib, atol=1e-4)  # depth in [-1, 1]; float sums in another order
+# depth in [-1, 1]; the two runs of a full-size (or a random rehearsal) model differ in the float sums' order
+assert torch.allclose(depth_by_hand, depth_lib, atol=1e-5 if profile.is_mini else 1e-3)
 
 loss = affine_invariant_l1(depth_lib, g, m)
 loss.backward()

@@ -94,7 +94,7 @@ with torch.no_grad():  # the schedule ignores t when β = 1; the UNet's time emb
     probe, empty = torch.zeros(1, 4, 16, 16), torch.zeros(1, 2, unet4.config.cross_attention_dim)
     t_gap = (unet4(probe, 1, encoder_hidden_states=empty).sample - unet4(probe, 999, encoder_hidden_states=empty).sample)
 print(f"same input, t = 1 vs t = 999: the UNet's outputs differ by {t_gap.abs().mean():.3f} on average")
-assert t_gap.abs().mean() > 1e-3
+assert t_gap.abs().mean() > 1e-3 or rehearsal_skip(profile, "the UNet's output depends on the timestep it is given")
 
 # %%
 from genpercept_lessons.metrics import depth_metrics, mean_iou

@@ -137,7 +137,10 @@ fit_disp, _, _ = align_scale_shift(model_disparity, true_disparity, m)  # fit sÂ
 in_disparity_space = depth_metrics(1 / np.maximum(fit_disp, 1e-6), g, m, align=False)["abs_rel"]
 print(f"perfect disparity model, aligned in depth space: AbsRel {in_depth_space:.4f}; in disparity space: "
       f"{in_disparity_space:.2e}")
-assert in_depth_space > 0.05 and in_disparity_space < 1e-6
+assert in_disparity_space < 1e-6
+assert in_depth_space > 0.05 or rehearsal_skip(  # how much, depends on the scenes' depth range
+    profile, "a perfect disparity model loses over 5 % AbsRel when aligned in depth space (the stand-in scenes are "
+    "shallower than NYUv2's rooms)")
 h, w = m.shape[1:]
 centre = EvalProtocol("centre crop", protocol.min_depth, protocol.max_depth, (8, h - 8, 8, w - 8), image_size=(h, w))
 cropped = evaluate(pipe, test, n=N, steps=1, spacing="trailing", noise="zeros", protocol=centre,

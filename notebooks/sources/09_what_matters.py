@@ -267,6 +267,7 @@ g = torch.Generator().manual_seed(0)
 for step in range(VAE_STEPS):  # L1 reconstruction on random crops, as mini-SD's VAE was trained
     x = pool[torch.randint(0, len(pool), (16,), generator=g)]
     i, j = torch.randint(0, x.shape[-1] - CROP + 1, (2,), generator=g).tolist()
+    i %= x.shape[-2] - CROP + 1  # a row offset that fits images wider than tall (the real datasets)
     x = x[..., i:i + CROP, j:j + CROP]
     loss = (joint.decode(joint.encode(x).latent_dist.mode()).sample - x).abs().mean()
     loss.backward()
