@@ -36,17 +36,9 @@ def tmp_cache(tmp_path, monkeypatch):
 
 
 def _tiny_pipeline(task: str, folder):
-    import torch
+    from genpercept_lessons.course.full_standins import tiny_marigold
 
-    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
-    from genpercept_lessons.mini.marigold_training import make_pipeline
-
-    torch.manual_seed(0)
-    vae = make_vae((32, 32), sample_size=16)
-    unet = make_unet((32, 32), cross_attention_dim=32, sample_size=8)
-    tok = make_tokenizer(folder / "_tok")
-    pipe = make_pipeline(task, unet, vae, make_text_encoder(32), tok, 16)
-    pipe.save_pretrained(folder / task)
+    tiny_marigold(task, downsample=2, tokenizer_dir=folder / "_tok").save_pretrained(folder / task)
     return folder / task
 
 

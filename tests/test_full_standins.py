@@ -17,6 +17,7 @@ from genpercept_lessons.course.full_standins import (
     SD_VAE_CONFIG,
     parameter_counts,
     standin_marigold,
+    tiny_marigold,
 )
 
 
@@ -48,6 +49,22 @@ def test_configs_give_the_real_models_parameter_counts():
 def test_standin_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         standin_marigold(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="height"), "task"), (dict(downsample=4), r"`downsample` must be 2 or 8, got 4")])
+def test_tiny_marigold_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_marigold(**kwargs)
+
+
+@pytest.mark.parametrize("downsample, resolution", [(2, 16), (8, 64)])
+def test_tiny_marigold_downsamples_as_asked(downsample, resolution, tmp_path):
+    pipe = tiny_marigold("normals", downsample=downsample, tokenizer_dir=tmp_path / "tok")
+    assert pipe.vae_scale_factor == downsample and pipe.default_processing_resolution == resolution
+    with torch.no_grad():
+        latent = pipe.vae.encode(torch.zeros(1, 3, resolution, resolution)).latent_dist.mode()
+    assert latent.shape == (1, 4, resolution // downsample, resolution // downsample)
 
 
 def test_parameter_counts_rejects_a_pipeline_without_the_parts():

@@ -439,15 +439,9 @@ def test_cli_prepare_nyuv2(nyu_files, tmp_path, capsys):
 def _tiny_x8_depth_pipeline(folder):
     """A random depth pipeline with a ×8 VAE like Stable Diffusion's, so that the VAE's mid-block attention stays small
     on 352×1216 Virtual KITTI 2 crops (a ×2 VAE would attend over 107k latent pixels)."""
-    import torch
+    from genpercept_lessons.course.full_standins import tiny_marigold
 
-    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
-    from genpercept_lessons.mini.marigold_training import make_pipeline
-
-    torch.manual_seed(0)
-    pipe = make_pipeline("depth", make_unet((32, 32), cross_attention_dim=32, sample_size=8),
-                         make_vae((8, 8, 8, 8), sample_size=64), make_text_encoder(32), make_tokenizer(folder / "tok"), 64)
-    pipe.save_pretrained(folder / "depth")
+    tiny_marigold("depth", tokenizer_dir=folder / "tok").save_pretrained(folder / "depth")
     return folder / "depth"
 
 

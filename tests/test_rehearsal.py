@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from genpercept_lessons.claims import REHEARSAL_LOG_ENV, rehearsal_skip
+from genpercept_lessons.claims import REHEARSAL_LOG_ENV, check_claim
 from genpercept_lessons.profiles import REHEARSAL_ENV, get_profile
 
 
@@ -33,20 +33,29 @@ def test_rehearsal_profile_is_the_full_one_shrunk(monkeypatch):
         get_profile("full")
 
 
-def test_rehearsal_skip_asserts_normally_and_reports_in_rehearsal(monkeypatch, tmp_path, capsys):
-    assert rehearsal_skip(get_profile("mini"), "a claim") is False
-    with pytest.raises(AssertionError):
-        assert 1 > 2 or rehearsal_skip(get_profile("full"), "one is more than two")
-    log = tmp_path / "skipped.jsonl"
+def test_check_claim_asserts_normally_and_reports_every_claim_in_rehearsal(monkeypatch, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    check_claim(get_profile("mini"), 2 > 1, "two is more than one")
+    check_claim(get_profile("full"), np.float32(2) > 1, "a numpy bool")
+    with pytest.raises(AssertionError, match="the lesson's claim did not hold: one is more than two"):
+        check_claim(get_profile("mini"), torch.tensor(1) > 2, "one is more than two")
+    with pytest.raises(TypeError, match="`held` must be one truth value"):
+        check_claim(get_profile("mini"), torch.tensor([1, 2]) > 1, "several values")
+    log = tmp_path / "claims.jsonl"
     monkeypatch.setenv(REHEARSAL_ENV, "1")
     monkeypatch.setenv(REHEARSAL_LOG_ENV, str(log))
-    assert 1 > 2 or rehearsal_skip(get_profile("full"), "one is more than two")
-    assert "skipped for rehearsal (random-weight stand-ins): one is more than two" in capsys.readouterr().out
-    assert [json.loads(line) for line in log.read_text().splitlines()] == [{"claim": "one is more than two"}]
+    check_claim(get_profile("full"), 1 > 2, "one is more than two")  # reported, not raised
+    check_claim(get_profile("full"), 2 > 1, "two is more than one")  # held by chance: listed all the same
+    assert "not asserted: one is more than two [did not hold]" in capsys.readouterr().out
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [
+        {"claim": "one is more than two", "held": False}, {"claim": "two is more than one", "held": True}]
     with pytest.raises(TypeError, match="`profile` must be a Profile"):
-        rehearsal_skip("full", "x")
+        check_claim("full", True, "x")
     with pytest.raises(ValueError, match="`claim` must be a non-empty sentence"):
-        rehearsal_skip(get_profile("full"), " ")
+        check_claim(get_profile("full"), True, " ")
+
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +85,15 @@ def test_standin_hub_has_the_hub_cache_layout_with_each_repos_scheduler(standin_
     unet = [standin_hub / f"models--{r.replace('/', '--')}" / "snapshots" / ("0" * 40) / "unet" /
             "diffusion_pytorch_model.safetensors" for r in ("prs-eth/marigold-depth-v1-0", "prs-eth/marigold-depth-v1-1")]
     assert os.path.samefile(unet[0].resolve(), unet[1].resolve())
+    # Marigold keeps SD2's VAE and text encoder frozen: every stand-in repo holds the same bytes for them
+    snapshot = {r: standin_hub / f"models--{r.replace('/', '--')}" / "snapshots" / ("0" * 40) for r in STANDIN_REPOS}
+    for part in ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        assert len({(snapshot[r] / part).resolve().name for r in STANDIN_REPOS}) == 1, part
+    unets = {r: (snapshot[r] / "unet" / "diffusion_pytorch_model.safetensors").resolve().name for r in STANDIN_REPOS}
+    assert len({unets["prs-eth/marigold-depth-v1-0"], unets["GonzaloMG/marigold-normals"],
+                unets["stabilityai/stable-diffusion-2"]}) == 3
+    assert json.loads((snapshot["stabilityai/stable-diffusion-2"] / "unet" / "config.json").read_text())[
+        "in_channels"] == 4
     mtime = (standin_hub / "standins.json").stat().st_mtime_ns
     assert write_standin_hub(standin_hub, tiny=True) == standin_hub  # already there: left as is
     assert (standin_hub / "standins.json").stat().st_mtime_ns == mtime
@@ -101,14 +119,15 @@ def test_standin_hub_loads_offline_by_the_real_ids(standin_hub, tmp_path):
     assert out.stdout.split() == ["cpu", "leading", "x-left", "trailing", "StableDiffusionPipeline", "4", "64"]
 
 
-def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_path):
+def test_rehearse_notebook_reports_failures_claims_and_mini_builds(tmp_path):
     from genpercept_lessons.course.rehearsal import rehearse_notebook
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("from genpercept_lessons import get_profile\n"
-                                  "from genpercept_lessons.claims import rehearsal_skip\nprofile = get_profile()"),
+                                  "from genpercept_lessons.claims import check_claim\nprofile = get_profile()"),
         nbformat.v4.new_code_cell("assert profile.rehearsal and profile.name == 'full'"),
-        nbformat.v4.new_code_cell("assert 1 > 2 or rehearsal_skip(profile, 'needs real weights')"),
+        nbformat.v4.new_code_cell("check_claim(profile, 1 > 2, 'needs real weights')\n"
+                                  "check_claim(profile, 2 > 1, 'holds by chance')"),
         nbformat.v4.new_code_cell("print('Building the mini assets in the background')"),
         nbformat.v4.new_code_cell("assert False, 'a planted failure'"),
     ])
@@ -116,7 +135,8 @@ def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_p
     nbformat.write(nb, str(path))
     env = {"GENPERCEPT_PROFILE": "full", REHEARSAL_ENV: "1"}
     report = rehearse_notebook(path, env, tmp_path / "out", timeout=120)
-    assert report["lesson"] == "99_probe" and report["skipped"] == ["needs real weights"]
+    assert report["lesson"] == "99_probe" and report["claims"] == [
+        {"claim": "needs real weights", "held": False}, {"claim": "holds by chance", "held": True}]
     assert len(report["errors"]) == 2 and "a planted failure" in report["errors"][0]
     assert "started a mini build" in report["errors"][1]
     assert (tmp_path / "out" / "99_probe.ipynb").is_file()  # the executed copy, to read the failures in
@@ -126,7 +146,8 @@ def test_rehearse_notebook_reports_failures_skipped_claims_and_mini_builds(tmp_p
     nbformat.write(nbformat.v4.new_notebook(), str(tmp_path / "98_other.ipynb"))
     text = write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
     assert "| 98_other | no record: `make rehearse LESSONS=98` |" in text and "| 99_probe |" in text and "changed since" not in text
-    assert "- needs the real weights or data: needs real weights" in text and "a planted failure" in text
+    assert "- not asserted: needs real weights (did not hold on the stand-ins)" in text and "a planted failure" in text
+    assert "- not asserted: holds by chance (held on the stand-ins)" in text
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nbformat.write(nb, str(path))
     assert "(the lesson changed since)" in write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()

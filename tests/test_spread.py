@@ -27,7 +27,7 @@ def test_every_probe_finds_its_cell_and_every_claim_is_still_asserted(lesson):
         assert any(p.after in c.source for c in nb.cells if c.cell_type == "code"), p
         if p.claim:
             assert p.claim in code, f"{p.name}: the notebook no longer asserts {p.claim!r}"
-            assert f"assert {p.claim}" in code or any(
+            assert f"assert {p.claim}" in code or f"check_claim(profile, {p.claim}," in code or any(
                 p.claim in line and "assert" in line for line in code.splitlines()), p
     before = len(nb.cells)
     assert len(_with_probes(nb, probes).cells) == before + len({p.after for p in probes})

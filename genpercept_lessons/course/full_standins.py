@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["SD2_UNET_CONFIG", "SD_VAE_CONFIG", "SD2_TEXT_ENCODER_CONFIG", "standin_marigold", "parameter_counts"]
+__all__ = ["SD2_UNET_CONFIG", "SD_VAE_CONFIG", "SD2_TEXT_ENCODER_CONFIG", "standin_marigold", "tiny_marigold",
+           "parameter_counts"]
 
 # unet/config.json of stabilityai/stable-diffusion-2 (the 768-v model Marigold starts from), conv_in widened to 8
 SD2_UNET_CONFIG = {
@@ -75,6 +76,32 @@ def standin_marigold(task: str = "depth", *, layers: int = 2, text_layers: int =
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
     return make_pipeline(task, unet, vae, text_encoder, tokenizer, resolution=resolution)
+
+
+def tiny_marigold(task: str = "depth", *, downsample: int = 8, seed: int = 0,
+                  tokenizer_dir: str | os.PathLike | None = None, resolution: int | None = None):
+    """A tiny random Marigold pipeline (32-wide UNet, 32-wide text tower) for tests: built in a second, not a minute.
+
+    ``downsample`` is the VAE's factor: 8 as Stable Diffusion's (a 480 x 640 image gives a 60 x 80 latent, as in the
+    full profile; default resolution 64) or 2 (fastest, for 16 px images; default resolution 16).
+    """
+    import tempfile
+
+    import torch
+
+    from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer, make_unet, make_vae
+    from genpercept_lessons.mini.marigold_training import make_pipeline
+    from genpercept_lessons.tasks import check_task
+
+    check_task("tiny_marigold", task)
+    if downsample not in (2, 8) or isinstance(downsample, bool):
+        raise ValueError(f"tiny_marigold: `downsample` must be 2 or 8, got {downsample!r}")
+    vae_widths, default_resolution = ((8, 8, 8, 8), 64) if downsample == 8 else ((32, 32), 16)
+    torch.manual_seed(seed)
+    unet = make_unet((32, 32), cross_attention_dim=32, sample_size=8)
+    vae = make_vae(vae_widths, sample_size=default_resolution)
+    tokenizer = make_tokenizer(tokenizer_dir or tempfile.mkdtemp(prefix="genpercept-tiny-tokenizer-"))
+    return make_pipeline(task, unet, vae, make_text_encoder(32), tokenizer, resolution or default_resolution)
 
 
 def parameter_counts(pipe) -> dict[str, int]:

@@ -154,7 +154,7 @@ PROBES: list[Probe] = [
     *_p("08", "model_score = photo_scores",
         ("08 motorcycle AbsRel / MiniScenes AbsRel", "model_score / on_scenes", "model_score > 1.3 * on_scenes"),
         ("08 motorcycle AbsRel, vertical ramp / model", 'photo_scores["vertical ramp"]["abs_rel"] / model_score', "")),
-    *_p("09", "assert ratio[\"all\"] > 1.15",
+    *_p("09", "ratio[\"all\"] > 1.15,",
         ("09 E2E-FT from mini-SD, all labels", 'results["mini-SD", "all"]["metrics"]["abs_rel"]', ""),
         ("09 random init / mini-SD, all labels", 'ratio["all"]', 'ratio["all"] > 1.15'),
         ("09 random init / mini-SD, 40 labels", 'ratio["40 scenes"]', ""),
