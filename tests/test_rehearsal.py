@@ -148,6 +148,11 @@ def test_rehearse_notebook_reports_failures_claims_and_mini_builds(tmp_path):
     assert "| 98_other | no record: `make rehearse LESSONS=98` |" in text and "| 99_probe |" in text and "changed since" not in text
     assert "- not asserted: needs real weights (did not hold on the stand-ins)" in text and "a planted failure" in text
     assert "- not asserted: holds by chance (held on the stand-ins)" in text
+    old = json.loads((tmp_path / "out" / "99_probe.report.json").read_text())
+    old.pop("claims")
+    (tmp_path / "out" / "98_other.report.json").write_text(json.dumps({**old, "lesson": "98_other", "skipped": []}))
+    text = write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
+    assert "| 98_other | old record: `make rehearse LESSONS=98` |" in text  # a record from before claims were listed
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nbformat.write(nb, str(path))
     assert "(the lesson changed since)" in write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()

@@ -241,6 +241,9 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
             lines.append(f"| {path.stem} | no record: `make rehearse LESSONS={path.name[:2]}` | | |")
             continue
         r = json.loads(found.read_text())
+        if "claims" not in r:  # written before every claim was recorded (version 1 listed failing ones only)
+            lines.append(f"| {path.stem} | old record: `make rehearse LESSONS={path.name[:2]}` | | |")
+            continue
         stale = "" if r["notebook_sha256"] == file_sha256(path) else " (the lesson changed since)"
         lines.append(f"| {r['lesson']} | {r['seconds'] / 60:.1f} min, {r['date']}{stale} | {len(r['errors'])} | "
                      f"{len(r['claims'])} |")
