@@ -36,9 +36,11 @@ def _ensure_mini_assets(profile: Profile, task: str, location: str, build_missin
     if is_complete(location, check_hashes=False):
         return
     if not build_missing:
+        from genpercept_lessons.mini.background import BUILD_MINUTES
+
         what = "mini-SD text-to-image" if task == "sd" else f"mini-Marigold {task}"
         raise FileNotFoundError(f"the {what} model is not built yet ({location}); run `make assets` once "
-                                "in a terminal (about 30 minutes on 2 CPU cores), or pass a pipeline folder")
+                                f"in a terminal ({BUILD_MINUTES}), or pass a pipeline folder")
     from genpercept_lessons.mini.background import ensure_mini_assets
 
     ensure_mini_assets([task], profile.build_seed, profile.build_precision)

@@ -82,6 +82,7 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
         if not all(ready.values()):
             from genpercept_lessons.assets import cache_root
             from genpercept_lessons.build_lock import build_state, progress_text
+            from genpercept_lessons.mini.background import BUILD_MINUTES
 
             state, status = build_state(cache_root())
             log = f"; log: {status['log']}" if status.get("log") else ""
@@ -90,8 +91,8 @@ def check_environment(profile: Profile | str | None = None) -> list[Check]:
                 fix = "wait: a lesson that needs it waits too"
             else:
                 stopped = (f"the last build stopped{log}; " if state in ("crashed", "failed") else "")
-                missing, fix = "not built", (f"{stopped}`make lab` builds the assets in the background (about 30 "
-                                             "minutes on 2 CPU cores, once), or run `make assets` in a terminal")
+                missing, fix = "not built", (f"{stopped}`make lab` builds the assets in the background ({BUILD_MINUTES}, "
+                                             "once), or run `make assets` in a terminal")
         for name, ok in ready.items():
             checks.append(Check(f"asset {name}", ok, str(paths[name]) if ok else missing, "" if ok else fix))
     else:

@@ -28,7 +28,9 @@ def next_step(checks, profile) -> str:
         if assets[0].found.startswith("being built"):
             return ("the mini assets are being built in the background: open the lessons (`make lab`); one that needs "
                     "a model not built yet waits for it")
-        return ("run `make lab` (builds the mini assets in the background, about 30 minutes on 2 CPU cores) or "
+        from genpercept_lessons.mini.background import BUILD_MINUTES
+
+        return (f"run `make lab` (builds the mini assets in the background, {BUILD_MINUTES}) or "
                 "`make assets`, then `python -m genpercept_lessons doctor` again")
     ram = [c for c in checks if not c.ok and c.name in ADVISORY_CHECKS]
     start = ("run `make lab` and open notebooks/00_setup_check.ipynb" if profile.is_mini else
