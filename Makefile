@@ -66,7 +66,7 @@ spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on 
 	  $(PY) -m genpercept_lessons.course.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
 	$(PY) -m genpercept_lessons.course.spread table
 
-rehearse: setup  ## run every lesson in the FULL profile on the CPU against random-weight stand-ins of the real checkpoints and datasets (LESSONS="02 03" for some; ~12 GB of stand-ins in the cache)
+rehearse: setup  ## run every lesson in the FULL profile on the CPU against random-weight stand-ins of the real checkpoints and datasets (LESSONS="02 03" for some; ~9 GB of stand-ins in the cache)
 	$(PY) -m genpercept_lessons.course.rehearsal $(if $(LESSONS),--lessons $(LESSONS))
 
 clean-venv:

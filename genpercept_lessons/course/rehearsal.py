@@ -48,9 +48,10 @@ _COMMIT = "0" * 40  # the snapshot every stand-in repo points refs/main at
 _VERSION = 2  # bump when the stand-ins change: a hub folder written by another version is rewritten
 
 
-def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
-    """Lay ``files`` ({path in repo: file}) out as the hub cache does: blobs/<sha256> (hard links: the bytes are stored
-    once for every repo that shares them), snapshots/<commit>/<path> -> ../../blobs/<sha256>, refs/main."""
+def _add_repo(hub: Path, repo_id: str, files: dict[str, Path], stored: dict[str, Path]) -> None:
+    """Lay ``files`` ({path in repo: file}) out as the hub cache does: blobs/<sha256>, snapshots/<commit>/<path> ->
+    ../../blobs/<sha256>, refs/main. Blobs are hard links to the first file with that digest (``stored``, updated):
+    the bytes are stored once for every repo that holds them."""
     from genpercept_lessons.assets import file_sha256
 
     repo = hub / f"models--{repo_id.replace('/', '--')}"
@@ -58,7 +59,7 @@ def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
     for rel, path in files.items():
         name = file_sha256(path)
         if not (repo / "blobs" / name).exists():
-            os.link(path, repo / "blobs" / name)
+            os.link(stored.setdefault(name, path), repo / "blobs" / name)
         target = repo / "snapshots" / _COMMIT / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(Path(*[".."] * (len(Path(rel).parts) + 1), "blobs", name))
@@ -67,7 +68,7 @@ def _add_repo(hub: Path, repo_id: str, files: dict[str, Path]) -> None:
 
 
 def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: int = 23, tiny: bool = False) -> Path:
-    """Write every ``STANDIN_REPOS`` id into the hub cache ``hub_dir`` (random weights, ~12 GB on disk); return it.
+    """Write every ``STANDIN_REPOS`` id into the hub cache ``hub_dir`` (random weights, ~9 GB on disk); return it.
 
     ``tiny`` writes the course's tiny random pipelines instead of the real architecture (a few MB: what ``make test``
     rehearses with; the real-size stand-ins are ``make rehearse``'s). Idempotent: a folder already holding these
@@ -114,6 +115,7 @@ def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: 
             if rel != "scheduler/scheduler_config.json":
                 kinds[kind][rel] = path
     del base, pipe
+    stored: dict[str, Path] = {}
     for repo_id, (kind, scheduler) in STANDIN_REPOS.items():
         config = json.loads((staging / kind / "scheduler" / "scheduler_config.json").read_text())
         config.pop("timestep_spacing", None)  # v1-0's json has no key: diffusers' default, "leading"
@@ -121,7 +123,7 @@ def write_standin_hub(hub_dir: str | os.PathLike, layers: int = 1, text_layers: 
         own = staging / "schedulers" / repo_id.replace("/", "--") / "scheduler_config.json"
         own.parent.mkdir(parents=True)
         own.write_text(json.dumps(config, indent=2))
-        _add_repo(tmp, repo_id, {**kinds[kind], "scheduler/scheduler_config.json": own})
+        _add_repo(tmp, repo_id, {**kinds[kind], "scheduler/scheduler_config.json": own}, stored)
     shutil.rmtree(staging)
     (tmp / "standins.json").write_text(json.dumps(stamp))
     shutil.rmtree(hub_dir, ignore_errors=True)
