@@ -184,7 +184,7 @@ def overall_progress(folder: str | os.PathLike) -> tuple[float | None, str]:
 
 
 def progress_text(folder: str | os.PathLike) -> str:
-    """How far the build running in ``folder`` is, as words: e.g. "37 %, now mini-SD 1,200/4,000 steps"."""
+    """How far the build running in ``folder`` is, as words: e.g. "37 %, now mini-SD 1,200/2,000 steps"."""
     frac, doing = overall_progress(folder)
     return f"{100 * frac:.0f} %, now {doing}" if frac is not None else doing
 

@@ -105,15 +105,15 @@ def test_build_variant_follows_the_environment_and_names_its_own_folders(monkeyp
 
 def test_seed0_bf16_settings_keep_their_cache_key():
     # the default build's cache key is pinned, so a settings change that would make every learner rebuild is a
-    # deliberate one (last changed when mini-Marigold became a fine-tune of mini-SD, with an RGB-only VAE)
+    # deliberate one (last changed when mini-SD got attention at 8x8, a trained text encoder and Min-SNR weights)
     from genpercept_lessons.profiles import mini_build_settings
 
     s = mini_build_settings(0, "bf16") if _has_bf16() else None
     if s is None:
         pytest.skip("this CPU has no bf16 kernels")
     assert {k: settings_hash(v) for k, v in s.items()} == {
-        "data": "a80eeeea6c3d", "captioned": "32e95fe40354", "vae": "6ec00d91d842", "sd": "41bb2851bfbe",
-        "depth": "8b333124328f", "normals": "3eb34f4b4320"}
+        "data": "a80eeeea6c3d", "captioned": "32e95fe40354", "vae": "6ec00d91d842", "sd": "88965e16c87b",
+        "depth": "f35d57254780", "normals": "dfd60f27d989"}
 
 
 def _has_bf16() -> bool:

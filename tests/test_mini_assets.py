@@ -75,3 +75,19 @@ def test_vae_metadata_records_scaling_factor(profile):
     meta = read_metadata(mini_asset_paths()["vae"])
     folder = Path(profile.depth_model) / "vae" / "config.json"
     assert json.loads(folder.read_text())["scaling_factor"] == pytest.approx(meta["report"]["scaling_factor"])
+
+
+def test_mini_sd_reads_its_captions_and_marigold_carries_its_text_encoder(profile):
+    """The build's held-out check: a view's own caption explains it better than another view's; the fine-tunes keep
+    mini-SD's (trained) text encoder, as Marigold keeps SD's."""
+    from safetensors.torch import load_file
+
+    from genpercept_lessons.mini.build import mini_asset_paths
+
+    paths = mini_asset_paths()
+    loss = read_metadata(paths["sd"])["report"]["held_out_v_loss"]
+    assert loss["own caption"] < loss["another view's caption"]
+    sd_text = load_file(next((paths["sd"] / "text_encoder").glob("*.safetensors")))
+    for task in ("depth", "normals"):
+        text = load_file(next((paths[task] / "text_encoder").glob("*.safetensors")))
+        assert text.keys() == sd_text.keys() and all(torch.equal(text[k], sd_text[k]) for k in text)

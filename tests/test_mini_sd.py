@@ -154,3 +154,104 @@ def test_caption_grid_puts_each_caption_under_its_image():
         caption_grid(images, ["a"])
     with pytest.raises(ValueError, match="row 'generated'"):
         caption_grid(images, ["a", "b", "c"], rows={"generated": images[:, :8]})
+
+
+def _tiny_text_encoder():
+    from genpercept_lessons.mini.components import make_text_encoder
+
+    return make_text_encoder(32, seed=3)
+
+
+IDS = np.random.default_rng(1).integers(0, 512, size=(8, 6))
+EMPTY_IDS = np.array([[512, 513, 513, 513, 513, 513]])
+
+
+def test_the_text_encoder_learns_with_the_unet_and_resumes_exactly(tmp_path, monkeypatch):
+    from genpercept_lessons.mini import marigold_training
+
+    te = _tiny_text_encoder()
+    before = {k: v.clone() for k, v in te.state_dict().items()}
+    unet, _ = train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "a", text_encoder=te)
+    assert not te.training and not any(p.requires_grad for p in te.parameters())
+    moved = [k for k, v in te.state_dict().items() if not torch.equal(before[k], v)]
+    assert any(k.endswith("token_embedding.weight") for k in moved)
+    assert unet.config.cross_attention_dim == te.config.hidden_size
+    frozen = _tiny_text_encoder()
+    train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=0.0), tmp_path / "z", text_encoder=frozen)
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())  # lr 0: only the UNet moves
+
+    real, calls = marigold_training.atomic_torch_save, []
+
+    def save(obj, path):
+        real(obj, path)
+        calls.append(path)
+        raise KeyboardInterrupt("simulated interruption")
+
+    again = _tiny_text_encoder()
+    with monkeypatch.context() as m:
+        m.setattr(marigold_training, "atomic_torch_save", save)
+        with pytest.raises(KeyboardInterrupt):
+            train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "b", text_encoder=again)
+    resumed_te = _tiny_text_encoder()  # a fresh process: the text encoder comes back from the checkpoint
+    resumed, _ = train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "b",
+                                     text_encoder=resumed_te)
+    assert calls and all(torch.equal(a, b) for a, b in zip(te.state_dict().values(), resumed_te.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_text_encoder_training_is_the_same_in_two_processes(tmp_path):
+    one_te, two_te = _tiny_text_encoder(), _tiny_text_encoder()
+    train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "one", text_encoder=one_te)
+    train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(text_lr=1e-2, processes=2), tmp_path / "two",
+                        text_encoder=two_te)
+    ids = torch.from_numpy(IDS)
+    with torch.no_grad():  # outputs, not weights: Adam turns the float noise of a zero gradient (key biases) into steps
+        assert torch.allclose(one_te(ids)[0], two_te(ids)[0], atol=1e-4)
+        assert not torch.allclose(one_te(ids)[0], _tiny_text_encoder()(ids)[0], atol=1e-2)  # and both trained
+    assert not (tmp_path / "two" / "trained_text_encoder").exists()
+
+
+def test_text_to_image_rejects_captions_of_the_wrong_kind(tmp_path):
+    te = _tiny_text_encoder()
+    with pytest.raises(ValueError, match="token ids"):
+        train_text_to_image(LATENTS, CAPTIONS, EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "a", text_encoder=te)
+    with pytest.raises(ValueError, match="token ids"):
+        train_text_to_image(LATENTS, IDS.astype(np.float32), EMPTY_IDS, _settings(text_lr=1e-2), tmp_path / "a",
+                            text_encoder=te)
+    with pytest.raises(ValueError, match="caption embeddings"):
+        train_text_to_image(LATENTS, IDS, EMPTY_IDS, _settings(), tmp_path / "a")
+    with pytest.raises(ValueError, match="empty_caption"):
+        train_text_to_image(LATENTS, IDS, EMPTY_IDS[:, :3], _settings(text_lr=1e-2), tmp_path / "a", text_encoder=te)
+
+
+def test_min_snr_weights_follow_the_formula():
+    from diffusers import DDPMScheduler
+
+    from genpercept_lessons.mini.marigold_training import _min_snr_weights
+
+    ac = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod
+    t = torch.tensor([0, 100, 400, 999])
+    snr = ac[t] / (1 - ac[t])
+    w = _min_snr_weights(ac, t, 5.0)
+    assert snr[0] > 5 > snr[-1]  # both sides of γ are exercised
+    torch.testing.assert_close(w[0], 5.0 / (snr[0] + 1))  # clean: capped at γ/(SNR+1)
+    torch.testing.assert_close(w[-1], snr[-1] / (snr[-1] + 1))  # noisy: SNR/(SNR+1), the plain v-loss's own weight
+    assert torch.all(w > 0) and torch.all(w <= 1)
+
+
+def test_make_unet_puts_attention_at_the_coarsest_levels():
+    from genpercept_lessons.mini.components import make_unet
+
+    unet = make_unet((32, 32, 32), cross_attention_dim=32, sample_size=8, norm_num_groups=8, attention_levels=2)
+    assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert unet.config.up_block_types == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    with pytest.raises(ValueError, match="attention_levels"):
+        make_unet((32, 32), attention_levels=3)
+    s = get_build_settings()
+    assert s["depth"]["attention_levels"] == s["normals"]["attention_levels"] == s["sd"]["attention_levels"]
+
+
+def get_build_settings():
+    from genpercept_lessons.profiles import mini_build_settings
+
+    return mini_build_settings(0, "fp32")

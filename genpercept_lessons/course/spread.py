@@ -47,6 +47,11 @@ def _p(lesson, after, *rows):
 PROBES: list[Probe] = [
     *_p("00", 'metrics["abs_rel"] < 0.2',
         ("00 tiny prediction AbsRel", 'metrics["abs_rel"]', 'metrics["abs_rel"] < 0.2')),
+    *_p("01", 'wall_match["mini-SD w = 4, another',
+        ("01 mini-SD wall colour as captioned, renders", 'wall_match["renders (the measure\'s ceiling)"]', ""),
+        ("01 mini-SD wall colour as captioned, w = 4", 'wall_match["mini-SD w = 4, its caption"]', ""),
+        ("01 mini-SD wall colour as captioned, w = 4, another caption",
+         'wall_match["mini-SD w = 4, another view\'s caption"]', "")),
     *_p("01", 'losses["own caption"] < losses["another',
         ("01 mini-SD held-out v-loss, own / another view's caption", 'losses["own caption"] / losses["another view\'s caption"]',
          'losses["own caption"] < losses["another view\'s caption"]'),

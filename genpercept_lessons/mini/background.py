@@ -31,7 +31,7 @@ __all__ = ["STAGES", "BUILD_MINUTES", "build_plan", "build_command", "run_build"
 STAGES = (("data", "MiniScenes", 40, "miniscenes"), ("captioned", "captioned views", 60, "captioned"), ("vae", "VAE", 320, "vae"),
           ("sd", "mini-SD", 815, "mini-sd"), ("depth", "depth UNet", 245, "unet-depth"),
           ("normals", "normals UNet", 245, "unet-normals"))
-BUILD_MINUTES = "30-45 minutes on 2 CPU cores"
+BUILD_MINUTES = "40-50 minutes on 2 CPU cores"
 
 
 def _variant(seed: int | None, precision: str | None) -> tuple[int, str]:

@@ -115,21 +115,29 @@ def _build_sd(folder: Path, settings: dict[str, Any], vae_folder: Path) -> None:
     tokenizer = make_tokenizer(folder / "_tokenizer_src")
     text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
     latents = encode_latents(vae, images_to_tensor(views["image"], signed=True).numpy())
-    captions = caption_embeddings(text_encoder, tokenizer, [str(c) for c in views["caption"]])
-    empty = caption_embeddings(text_encoder, tokenizer, [""])
+    texts = [str(c) for c in views["caption"]]
+
+    def token_ids(captions):
+        return tokenizer(captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                         return_tensors="np").input_ids
+
     held = settings["held_out"]  # the last views are kept out of training, for the caption check
     encode_seconds = time.time() - t0
-    unet, report = train_text_to_image(latents[:-held], captions[:-held], empty, settings, folder)
+    # the text encoder learns with the UNet: SD's CLIP came pretrained, the mini world has no pretrained text model
+    unet, report = train_text_to_image(latents[:-held], token_ids(texts[:-held]), token_ids([""]), settings, folder,
+                                       text_encoder=text_encoder)
     report["encode_seconds"] = round(encode_seconds, 1)
-    report["held_out_v_loss"] = _caption_loss_check(unet, latents[-held:], torch.from_numpy(captions[-held:]),
-                                                    torch.from_numpy(empty))
+    report["held_out_v_loss"] = _caption_loss_check(
+        unet, latents[-held:], torch.from_numpy(caption_embeddings(text_encoder, tokenizer, texts[-held:])),
+        torch.from_numpy(caption_embeddings(text_encoder, tokenizer, [""])))
     pipe = make_text_to_image_pipeline(unet, vae, text_encoder, tokenizer)
     pipe.save_pretrained(folder)
     shutil.rmtree(folder / "_tokenizer_src", ignore_errors=True)
     _write_json(folder / METADATA_FILE, {
         "settings": settings, "report": report, "held_out_views": held,
         "recipe": "v-prediction DDPM (1000 steps, scaled_linear 0.00085-0.012) on RGB-only VAE latents of captioned "
-        f"views, captions dropped to the empty prompt {settings['caption_dropout']:.0%} of the time, EMA weights",
+        f"views, captions dropped to the empty prompt {settings['caption_dropout']:.0%} of the time, text encoder "
+        f"trained with the UNet, Min-SNR-{settings['min_snr_gamma']:g} loss weights, EMA weights",
     })
     (folder / "mini-sd_state.pt").unlink(missing_ok=True)
     loss = report["held_out_v_loss"]

@@ -57,8 +57,11 @@ def make_vae(block_out_channels=(32, 64, 64), latent_channels: int = 4, sample_s
 
 
 def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, sample_size: int = 16,
-              layers_per_block: int = 1, norm_num_groups: int = 32, in_channels: int = 8):
+              layers_per_block: int = 1, norm_num_groups: int = 32, in_channels: int = 8, attention_levels: int = 1):
     """A ``UNet2DConditionModel`` (in: RGB latent ‖ target latent, or 4 channels for text-to-image) -> v. Introduced in notebook 01.
+
+    The ``attention_levels`` coarsest resolutions get (self- and cross-) attention blocks, as SD's UNet has them at
+    three of its four; mini-SD reads its captions only with two (at 4×4 alone it ignored their colour words).
 
     Keep several channels per GroupNorm group (SD2: 320 channels in 32 groups): with one channel per group every norm
     removes each feature map's own mean level, including the last one before ``conv_out``; the mini build uses 8
@@ -69,12 +72,16 @@ def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, 
     if in_channels not in (4, 8):
         raise ValueError(f"make_unet: `in_channels` must be 4 (text-to-image) or 8 (Marigold), got {in_channels!r}")
     n = len(block_out_channels)
+    if not isinstance(attention_levels, int) or not 1 <= attention_levels <= n:
+        raise ValueError(f"make_unet: `attention_levels` must be an int in [1, {n}] (one per resolution), "
+                         f"got {attention_levels!r}")
+    plain = n - attention_levels
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=in_channels,
         out_channels=4,
-        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
-        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        down_block_types=("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * attention_levels,
+        up_block_types=("CrossAttnUpBlock2D",) * attention_levels + ("UpBlock2D",) * plain,
         block_out_channels=tuple(block_out_channels),
         layers_per_block=layers_per_block,
         cross_attention_dim=cross_attention_dim,
@@ -84,7 +91,7 @@ def make_unet(block_out_channels=(64, 128, 192), cross_attention_dim: int = 64, 
 
 
 def make_text_encoder(hidden_size: int = 64, vocab_size: int = 514, seed: int = 0):
-    """A tiny randomly initialised ``CLIPTextModel`` (frozen; it only ever encodes the empty prompt). Introduced in notebook 01."""
+    """A tiny randomly initialised ``CLIPTextModel`` (frozen); mini-SD's build trains it with its UNet. Introduced in notebook 01."""
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 

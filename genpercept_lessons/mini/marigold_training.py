@@ -14,6 +14,7 @@ Each loop checkpoints atomically and resumes exactly (model, optimizer, LR sched
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -288,8 +289,14 @@ def encode_latents(vae, images: np.ndarray, batch_size: int = 128) -> np.ndarray
     return torch.cat(out).numpy()
 
 
+def _min_snr_weights(alphas_cumprod, t, gamma: float):
+    """Min-SNR-γ loss weights [B] for v-prediction at timesteps ``t`` [B]: min(SNR, γ) / (SNR + 1), SNR = ᾱ/(1 − ᾱ)."""
+    snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+    return snr.clamp(max=gamma) / (snr + 1)
+
+
 def _diffusion_training(name: str, unet, targets, condition, settings: dict[str, Any], workdir: Path, position: int = 0,
-                        mask=None, rank: int = 0, world: int = 1) -> dict[str, Any]:
+                        mask=None, rank: int = 0, world: int = 1, text_encoder=None) -> dict[str, Any]:
     """Train ``unet`` on the v-objective (DDPM, 1000 steps, scaled_linear, a random timestep per sample); returns a report.
 
     ``targets`` [N,4,h,w] are the clean latents; ``condition(idx, generator)`` gives the batch's extra UNet input
@@ -297,6 +304,9 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
     weights the loss (default: every latent pixel). Process ``rank`` of ``world`` data-parallel ones (a torch.distributed
     group) trains on its share of each batch; every process draws the whole batch's randomness, so they stay in step.
     With ``settings["ema_decay"]`` the returned weights are an exponential moving average (diffusers' ``EMAModel``).
+    ``text_encoder``, if given, is trained with the UNet (in place, at ``settings["text_lr"]``; ``condition`` runs it).
+    ``settings["min_snr_gamma"]`` = γ weights each sample's loss by min(SNR, γ)/(SNR + 1), the Min-SNR weighting for
+    v-prediction (Hang et al., ICCV 2023, arXiv 2303.09556), which lets a small budget converge faster.
     """
     import torch
     from diffusers import DDPMScheduler
@@ -307,7 +317,12 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
     train_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=MARIGOLD_V1_0_SCHEDULER["beta_start"],
                                 beta_end=MARIGOLD_V1_0_SCHEDULER["beta_end"], beta_schedule="scaled_linear",
                                 prediction_type="v_prediction", clip_sample=False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=settings["lr"], weight_decay=1e-2)
+    groups = [{"params": list(unet.parameters())}]
+    if text_encoder is not None:
+        text_encoder.train().requires_grad_(True)
+        groups.append({"params": list(text_encoder.parameters()), "lr": settings["text_lr"]})
+    params = [p for group in groups for p in group["params"]]
+    opt = torch.optim.AdamW(groups, lr=settings["lr"], weight_decay=1e-2)
     total = settings["steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: iter_exponential(s, total, settings["warmup"], settings["final_lr_ratio"]))
@@ -319,10 +334,11 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
     if settings.get("ema_decay"):
         from diffusers.training_utils import EMAModel
 
-        ema = EMAModel(unet.parameters(), decay=settings["ema_decay"], foreach=True)
+        ema = EMAModel(params, decay=settings["ema_decay"], foreach=True)
     pyramid = settings.get("multi_res_noise")  # Marigold v1-0: {"strength": 0.9, "annealed": True}
     bf16 = _use_bf16(settings)
     n_train = train_sched.config.num_train_timesteps
+    gamma = settings.get("min_snr_gamma")
 
     def step(_):
         idx = torch.randint(0, len(targets), (bs,), generator=g)
@@ -342,20 +358,26 @@ def _diffusion_training(name: str, unet, targets, condition, settings: dict[str,
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = unet(noisy if extra is None else torch.cat([extra, noisy], dim=1), t, encoder_hidden_states=text).sample
         pred = pred.float()
-        loss = (((pred - v) ** 2) * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
+        err = (pred - v) ** 2
+        if gamma:  # a weighted mean over the batch: the weights scale the loss, they do not renormalise it
+            err = err * _min_snr_weights(train_sched.alphas_cumprod, t, gamma)[:, None, None, None]
+        loss = (err * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1.0)
         value = _update(loss, opt, sched, settings.get("max_grad_norm"), _average_over_processes if world > 1 else None)
         if ema is not None:
-            ema.step(unet.parameters())
+            ema.step(params)
         return value
 
     t0 = time.time()
     unet.train()
-    modules = {"unet": unet, "opt": opt, "sched": sched, **({"ema": ema} if ema is not None else {})}
+    modules = {"unet": unet, "opt": opt, "sched": sched, **({"ema": ema} if ema is not None else {}),
+               **({"text_encoder": text_encoder} if text_encoder is not None else {})}
     losses = _run_resumable(name, workdir, total, modules, step, g, settings.get("checkpoint_every", 100), position,
                             main=rank == 0)
     if ema is not None:
-        ema.copy_to(unet.parameters())
-    unet.eval().requires_grad_(False)
+        ema.copy_to(params)
+    for module in (unet, text_encoder):
+        if module is not None:
+            module.eval().requires_grad_(False)
     return {"train_seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:])),
             "parameters": sum(p.numel() for p in unet.parameters()), "precision": "bf16" if bf16 else "fp32"}
 
@@ -376,7 +398,8 @@ def train_denoiser(rgb_latents: np.ndarray, target_latents: np.ndarray, latent_m
     torch.manual_seed(settings["seed"])
     if init_unet is None:
         unet = make_unet(tuple(settings["block_out_channels"]), empty_embedding.shape[-1], rgb_latents.shape[-1],
-                         norm_num_groups=settings.get("norm_num_groups", 32))
+                         norm_num_groups=settings.get("norm_num_groups", 32),
+                         attention_levels=settings.get("attention_levels", 1))
     elif getattr(getattr(init_unet, "config", None), "in_channels", None) != 8:
         raise ValueError("train_denoiser: `init_unet` must be an 8-channel UNet2DConditionModel "
                          "(repurpose.marigold_unet_from widens a text-to-image one)")
@@ -406,60 +429,86 @@ def caption_embeddings(text_encoder, tokenizer, captions: list[str], batch_size:
     return torch.cat(out).numpy()
 
 
-def train_text_to_image(image_latents: np.ndarray, caption_embeddings: np.ndarray, empty_caption,
-                        settings: dict[str, Any], workdir: str | os.PathLike):
-    """Train mini-SD's 4-channel v-prediction UNet to generate image latents [N,4,h,w] from caption embeddings [N,S,C]; returns (unet, report).
+def train_text_to_image(image_latents: np.ndarray, captions: np.ndarray, empty_caption, settings: dict[str, Any],
+                        workdir: str | os.PathLike, text_encoder=None):
+    """Train mini-SD's 4-channel v-prediction UNet to generate image latents [N,4,h,w] from captions; returns (unet, report).
 
-    Each caption is swapped for the empty one (``empty_caption`` [1,S,C]) with probability ``settings["caption_dropout"]``,
-    as classifier-free guidance training does (Ho & Salimans, arXiv 2207.12598), so that the empty prompt, the only
+    ``captions``: caption embeddings [N,S,C] (a frozen text encoder), or, with ``text_encoder``, token ids [N,S] that
+    it encodes and is trained on with the UNet, in place, at ``settings["text_lr"]``. Each caption is swapped for the
+    empty one (``empty_caption``: [1,S,C] or [1,S] ids) with probability ``settings["caption_dropout"]``, as
+    classifier-free guidance training does (Ho & Salimans, arXiv 2207.12598), so that the empty prompt, the only
     one Marigold ever shows the UNet, means "an image" rather than nothing the UNet has seen. With
     ``settings["processes"]`` = P > 1 each batch is split over P single-threaded processes (as ``train_vae``).
     """
     import torch
 
-    if caption_embeddings.shape[0] != image_latents.shape[0]:
-        raise ValueError(f"train_text_to_image: {len(image_latents)} image latents but {len(caption_embeddings)} captions")
-    if tuple(empty_caption.shape) != (1, *caption_embeddings.shape[1:]):
-        raise ValueError(f"train_text_to_image: `empty_caption` must be [1, {caption_embeddings.shape[1]}, "
-                         f"{caption_embeddings.shape[2]}], got {list(empty_caption.shape)}")
+    ids = text_encoder is not None
+    want = "token ids [N, S]" if ids else "caption embeddings [N, S, C]"
+    if np.ndim(captions) != (2 if ids else 3) or (ids and not np.issubdtype(np.asarray(captions).dtype, np.integer)):
+        raise ValueError(f"train_text_to_image: `captions` must be {want}"
+                         f"{' (integers, since a text_encoder is given)' if ids else ''}, got "
+                         f"{np.asarray(captions).dtype} of shape {list(np.shape(captions))}")
+    if len(captions) != len(image_latents):
+        raise ValueError(f"train_text_to_image: {len(image_latents)} image latents but {len(captions)} captions")
+    if tuple(np.shape(empty_caption)) != (1, *np.shape(captions)[1:]):
+        raise ValueError(f"train_text_to_image: `empty_caption` must be shaped {[1, *np.shape(captions)[1:]]} like one "
+                         f"caption, got {list(np.shape(empty_caption))}")
     processes = _check_processes("train_text_to_image", settings)
     workdir = Path(workdir)
-    latents, captions = torch.from_numpy(image_latents), torch.from_numpy(caption_embeddings)
-    empty = torch.as_tensor(empty_caption).detach().clone()
+    latents, captions = torch.from_numpy(image_latents), torch.as_tensor(np.asarray(captions))
+    empty = torch.as_tensor(np.asarray(empty_caption)).detach().clone()
     if processes == 1:
-        return _train_text_to_image_process(0, 1, latents, captions, empty, settings, workdir)
+        return _train_text_to_image_process(0, 1, latents, captions, empty, settings, workdir, text_encoder)
     from diffusers import UNet2DConditionModel
 
     t0 = time.time()
     for tensor in (latents, captions, empty):
         tensor.share_memory_()
-    _spawn_data_parallel(_train_text_to_image_process, (latents, captions, empty, settings, workdir), processes,
-                         settings.get("threads", 1))
+    _spawn_data_parallel(_train_text_to_image_process, (latents, captions, empty, settings, workdir, text_encoder),
+                         processes, settings.get("threads", 1))
     unet, report = _take_over(UNet2DConditionModel, workdir / "trained_unet")
+    if ids:
+        trained, _ = _take_over(type(text_encoder), workdir / "trained_text_encoder")
+        text_encoder.load_state_dict(trained.state_dict())
+        text_encoder.eval().requires_grad_(False)
     report.update(train_seconds=round(time.time() - t0, 1), processes=processes)
     return unet, report
 
 
-def _train_text_to_image_process(rank: int, world: int, latents, captions, empty, settings, workdir: Path):
-    """One process of ``train_text_to_image``; with ``world`` > 1 rank 0 writes the weights to ``workdir``/trained_unet."""
+def _train_text_to_image_process(rank: int, world: int, latents, captions, empty, settings, workdir: Path,
+                                 text_encoder=None):
+    """One process of ``train_text_to_image``; with ``world`` > 1 rank 0 writes the weights to ``workdir``/trained_unet
+    (and the text encoder's to ``workdir``/trained_text_encoder)."""
     import torch
 
     from genpercept_lessons.mini.components import make_unet
 
     torch.manual_seed(settings["seed"])
-    unet = make_unet(tuple(settings["block_out_channels"]), captions.shape[-1], latents.shape[-1],
-                     norm_num_groups=settings.get("norm_num_groups", 32), in_channels=4)
+    if text_encoder is not None and world > 1:
+        # spawn hands every process the parent's module in shared memory: each needs its own copy to train
+        text_encoder = copy.deepcopy(text_encoder)
+    width = captions.shape[-1] if text_encoder is None else text_encoder.config.hidden_size
+    unet = make_unet(tuple(settings["block_out_channels"]), width, latents.shape[-1],
+                     norm_num_groups=settings.get("norm_num_groups", 32), in_channels=4,
+                     attention_levels=settings.get("attention_levels", 1))
     p_drop = settings.get("caption_dropout", 0.1)
+    bf16 = _use_bf16(settings)
 
     def condition(idx, g):
         drop = torch.rand(len(idx), generator=g) < p_drop
-        return None, torch.where(drop[:, None, None], empty, captions[idx])
+        if text_encoder is None:
+            return None, torch.where(drop[:, None, None], empty, captions[idx])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return None, text_encoder(torch.where(drop[:, None], empty, captions[idx]))[0].float()
 
-    report = _diffusion_training("mini-sd", unet, latents, condition, settings, workdir, rank=rank, world=world)
+    report = _diffusion_training("mini-sd", unet, latents, condition, settings, workdir, rank=rank, world=world,
+                                 text_encoder=text_encoder)
     if world == 1:
         return unet, report
     if rank == 0:
         _hand_over(unet, report, workdir / "trained_unet")
+        if text_encoder is not None:
+            _hand_over(text_encoder, {}, workdir / "trained_text_encoder")
     return None
 
 

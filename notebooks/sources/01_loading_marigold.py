@@ -72,11 +72,58 @@ fig = caption_grid(real if profile.is_mini else generated["mini-SD, w = 4"], cap
 
 # %% [markdown]
 # The top row is what the renderer drew for each caption, the rows below what mini-SD drew from the caption alone.
-# Be warned: this mini-SD is a 3.9 M-parameter model trained for 4,000 steps on 2 CPU cores, and on the course's
-# default build it draws colour fields with a darker ceiling band and a lighter floor, not recognisable rooms or
-# objects. Does any colour of the caption show up? Does guidance (`w = 4`) change that? SD2 draws what its captions
-# say because it saw billions of images; whether a small one learned anything from its captions, the check below
-# measures.
+# mini-SD is a 4 M-parameter model trained for 2,000 steps on 2 CPU cores: expect rooms (a ceiling band, walls, a
+# floor) whose walls take the caption's colour once guidance is on (`w = 4`), and objects that are at best blobs.
+# SD2 draws what its captions say because it saw billions of images; this one saw 5,744.
+#
+# **Do the walls take the caption's colour?** A picture of four is an anecdote. Count instead: draw 32 held-out
+# captions, name the colour of the middle band of each image (where the walls are; `colour_name` is the function
+# that wrote the captions' colour words), and compare it with the caption's wall colour. The same measure on the
+# renders themselves says how often it can be right at all (walls are shaded, objects stand in front of them), and
+# the generated images scored against *another* view's caption say how often it is right by chance.
+
+# %%
+import re
+
+from genpercept_lessons.mini.scenes import colour_name
+
+
+def wall_colour(image):
+    """The colour word of the median pixel of rows H/8 to 5H/8 of an [H, W, 3] uint8 image: mostly wall."""
+    h = image.shape[0]
+    return colour_name(np.median(image[h // 8: 5 * h // 8].reshape(-1, 3), axis=0) / 255.0)
+
+
+if profile.is_mini:
+    many = [views["n"] - 1 - i for i in range(32)]
+    many_captions = [scene_caption(views["seed"], i, views["height"], views["width"]) for i in many]
+    asked = [re.search(r"with (\w+) walls", c).group(1) for c in many_captions]
+    rendered = [render_scene(views["seed"], i, views["height"], views["width"]).image for i in many]
+    drawn = {w: (sd(many_captions, num_inference_steps=25, guidance_scale=w, height=size, width=size,
+                    generator=torch.Generator().manual_seed(1), output_type="np").images * 255).round().astype(np.uint8)
+             for w in (1.0, 4.0)}
+    wall_match = {"renders (the measure's ceiling)": np.mean([wall_colour(im) == a for im, a in zip(rendered, asked)])}
+    for w, images in drawn.items():
+        wall_match[f"mini-SD w = {w:g}, its caption"] = np.mean([wall_colour(im) == a for im, a in zip(images, asked)])
+    wall_match["mini-SD w = 4, another view's caption"] = np.mean(
+        [wall_colour(im) == a for im, a in zip(drawn[4.0], asked[1:] + asked[:1])])
+    for name, value in wall_match.items():
+        print(f"wall colour as the caption says: {name:38s} {value:.0%}")
+    check_claim(profile, wall_match["mini-SD w = 4, its caption"] > 2 * wall_match["mini-SD w = 4, another view's caption"],
+                "mini-SD's walls take the colour its caption names")
+
+# %% [markdown]
+# On the course's default build (seed 0, 2026-12-03) the measure reads the renders' wall colour right 81 % of the time
+# (the rest: objects in front of the wall, shading that turns "cyan" into "blue"); mini-SD's images at `w = 4` carry
+# the caption's wall colour 62–69 % of the time (two noise draws), at `w = 1` 31 %, and scored against another view's
+# caption 12 %: chance, with a few common colours. So the caption does steer the picture, and guidance
+# strengthens what the caption alone does, as Ho & Salimans show for real images. The claim asserted is the wide one
+# (more than twice chance); it has been measured on one build of this recipe so far.
+#
+# What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
+# model and far more training than 2 CPU cores give in 20 minutes; the earlier mini-SD of this course, trained twice
+# as long but with attention only at the coarsest (4×4) level and a frozen random text encoder, drew colour fields
+# that ignored the caption (`genpercept_lessons/profiles.py` says what changed).
 #
 # **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
 # noise an image latent at a random timestep, predict v. Score mini-SD on the held-out views with each view's own
@@ -120,10 +167,12 @@ if profile.is_mini:
     assert losses["own caption"] < losses["another view's caption"]
 
 # %% [markdown]
-# The own caption explains its image better than another view's: mini-SD reads its captions. It does so only by a
-# few per cent (on the course's default build 1.7-4.4 %, draw by draw), and the empty prompt lands in between, so
-# close to the own caption (0.2-2.5 % above it, depending on the draw) that no direction is asserted for it: another
-# build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
+# The own caption explains its image better than another view's: mini-SD reads its captions. By the loss it does so
+# only by a few per cent (on the course's default build 2.6-5.5 %, draw by draw), and the empty prompt lands in
+# between (the own caption 1.1-2.5 % below it). Small numbers for what the pictures above show plainly: at most
+# timesteps the noisy latent itself says far more about the image than a caption can, so the loss averages the
+# caption's effect down. The empty-prompt direction is printed, not asserted: on the earlier mini-SD it was 0.2 %,
+# and another build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
 #
 # The empty prompt is the one Marigold will use, for every image (section 3). It is not "nothing": 10 % of mini-SD's
 # training captions were dropped to `""` (as in SD's training, so that guidance works), so `""` means "a MiniScenes
