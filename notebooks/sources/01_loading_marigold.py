@@ -116,9 +116,9 @@ if profile.is_mini:
 # On the course's default build (seed 0, 2026-12-03) the measure reads the renders' wall colour right 81 % of the time
 # (the rest: objects in front of the wall, shading that turns "cyan" into "blue"); mini-SD's images at `w = 4` carry
 # the caption's wall colour 62–69 % of the time (two noise draws), at `w = 1` 31 %, and scored against another view's
-# caption 12 %: chance, with a few common colours. So the caption does steer the picture, and guidance
-# strengthens what the caption alone does, as Ho & Salimans show for real images. The claim asserted is the wide one
-# (more than twice chance); it has been measured on one build of this recipe so far.
+# caption 12 %: chance, with a few common colours. So the caption does steer the picture, and guidance, which
+# pushes the prediction further from the empty prompt's (Ho & Salimans), makes it steer harder. The claim asserted is
+# the wide one (more than twice the other-caption rate); it has been measured on one build of this recipe so far.
 #
 # What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
 # model and far more training than 2 CPU cores give in 20 minutes; the earlier mini-SD of this course, trained twice
