@@ -123,7 +123,7 @@ if profile.is_mini:
 # What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
 # model and far more training than 2 CPU cores give in 20 minutes; the earlier mini-SD of this course, trained twice
 # as long but with attention only at the coarsest (4×4) level and a frozen random text encoder, drew colour fields
-# that ignored the caption (`genpercept_lessons/profiles.py` says what changed).
+# that hardly followed the caption (`genpercept_lessons/profiles.py` says what changed).
 #
 # **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
 # noise an image latent at a random timestep, predict v. Score mini-SD on the held-out views with each view's own
@@ -171,8 +171,8 @@ if profile.is_mini:
 # only by a few per cent (on the course's default build 2.6-5.5 %, draw by draw), and the empty prompt lands in
 # between (the own caption 1.1-2.5 % below it). Small numbers for what the pictures above show plainly: at most
 # timesteps the noisy latent itself says far more about the image than a caption can, so the loss averages the
-# caption's effect down. The empty-prompt direction is printed, not asserted: on the earlier mini-SD it was 0.2 %,
-# and another build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
+# caption's effect down. The empty-prompt direction is printed, not asserted: on the earlier mini-SD it was as small
+# as 0.2 % on some draws, and another build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
 #
 # The empty prompt is the one Marigold will use, for every image (section 3). It is not "nothing": 10 % of mini-SD's
 # training captions were dropped to `""` (as in SD's training, so that guidance works), so `""` means "a MiniScenes
