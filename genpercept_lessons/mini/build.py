@@ -103,6 +103,7 @@ def _build_sd(folder: Path, settings: dict[str, Any], vae_folder: Path) -> None:
     from genpercept_lessons.mini.components import make_text_encoder, make_tokenizer
     from genpercept_lessons.mini.marigold_training import (
         caption_embeddings,
+        caption_token_ids,
         encode_latents,
         make_text_to_image_pipeline,
         train_text_to_image,
@@ -116,16 +117,11 @@ def _build_sd(folder: Path, settings: dict[str, Any], vae_folder: Path) -> None:
     text_encoder = make_text_encoder(settings["text"]["hidden_size"], seed=settings["text"]["seed"])
     latents = encode_latents(vae, images_to_tensor(views["image"], signed=True).numpy())
     texts = [str(c) for c in views["caption"]]
-
-    def token_ids(captions):
-        return tokenizer(captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
-                         return_tensors="np").input_ids
-
     held = settings["held_out"]  # the last views are kept out of training, for the caption check
     encode_seconds = time.time() - t0
     # the text encoder learns with the UNet: SD's CLIP came pretrained, the mini world has no pretrained text model
-    unet, report = train_text_to_image(latents[:-held], token_ids(texts[:-held]), token_ids([""]), settings, folder,
-                                       text_encoder=text_encoder)
+    unet, report = train_text_to_image(latents[:-held], caption_token_ids(tokenizer, texts[:-held]),
+                                       caption_token_ids(tokenizer, [""]), settings, folder, text_encoder=text_encoder)
     report["encode_seconds"] = round(encode_seconds, 1)
     report["held_out_v_loss"] = _caption_loss_check(
         unet, latents[-held:], torch.from_numpy(caption_embeddings(text_encoder, tokenizer, texts[-held:])),

@@ -32,7 +32,7 @@ from genpercept_lessons.targets import depth_to_image, normals_to_image
 from genpercept_lessons.tasks import TASKS, check_task
 
 __all__ = ["training_arrays", "with_mirrored", "train_vae", "encode_latents", "train_denoiser", "caption_embeddings",
-           "train_text_to_image", "make_pipeline", "make_text_to_image_pipeline"]
+           "caption_token_ids", "train_text_to_image", "make_pipeline", "make_text_to_image_pipeline"]
 
 
 def training_arrays(ds, task: str | None = None) -> dict[str, np.ndarray]:
@@ -423,10 +423,14 @@ def caption_embeddings(text_encoder, tokenizer, captions: list[str], batch_size:
     out = []
     with torch.no_grad():
         for i in range(0, len(captions), batch_size):
-            ids = tokenizer(list(captions[i:i + batch_size]), padding="max_length", truncation=True,
-                            max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-            out.append(text_encoder(ids)[0])
+            out.append(text_encoder(torch.from_numpy(caption_token_ids(tokenizer, captions[i:i + batch_size])))[0])
     return torch.cat(out).numpy()
+
+
+def caption_token_ids(tokenizer, captions: list[str]) -> np.ndarray:
+    """Captions -> token ids [N,77] (int64), padded to the tokenizer's 77 tokens as Stable Diffusion's pipelines pad them."""
+    return tokenizer(list(captions), padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                     return_tensors="np").input_ids
 
 
 def train_text_to_image(image_latents: np.ndarray, captions: np.ndarray, empty_caption, settings: dict[str, Any],
@@ -443,20 +447,20 @@ def train_text_to_image(image_latents: np.ndarray, captions: np.ndarray, empty_c
     import torch
 
     ids = text_encoder is not None
+    captions, empty = np.asarray(captions), np.asarray(empty_caption)
     want = "token ids [N, S]" if ids else "caption embeddings [N, S, C]"
-    if np.ndim(captions) != (2 if ids else 3) or (ids and not np.issubdtype(np.asarray(captions).dtype, np.integer)):
+    if captions.ndim != (2 if ids else 3) or (ids and not np.issubdtype(captions.dtype, np.integer)):
         raise ValueError(f"train_text_to_image: `captions` must be {want}"
                          f"{' (integers, since a text_encoder is given)' if ids else ''}, got "
-                         f"{np.asarray(captions).dtype} of shape {list(np.shape(captions))}")
+                         f"{captions.dtype} of shape {list(captions.shape)}")
     if len(captions) != len(image_latents):
         raise ValueError(f"train_text_to_image: {len(image_latents)} image latents but {len(captions)} captions")
-    if tuple(np.shape(empty_caption)) != (1, *np.shape(captions)[1:]):
-        raise ValueError(f"train_text_to_image: `empty_caption` must be shaped {[1, *np.shape(captions)[1:]]} like one "
-                         f"caption, got {list(np.shape(empty_caption))}")
+    if empty.shape != (1, *captions.shape[1:]):
+        raise ValueError(f"train_text_to_image: `empty_caption` must be shaped {[1, *captions.shape[1:]]} like one "
+                         f"caption, got {list(empty.shape)}")
     processes = _check_processes("train_text_to_image", settings)
     workdir = Path(workdir)
-    latents, captions = torch.from_numpy(image_latents), torch.as_tensor(np.asarray(captions))
-    empty = torch.as_tensor(np.asarray(empty_caption)).detach().clone()
+    latents, captions, empty = torch.from_numpy(image_latents), torch.from_numpy(captions), torch.from_numpy(empty.copy())
     if processes == 1:
         return _train_text_to_image_process(0, 1, latents, captions, empty, settings, workdir, text_encoder)
     from diffusers import UNet2DConditionModel
