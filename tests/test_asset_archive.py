@@ -263,14 +263,16 @@ def _real_build_ready() -> bool:
 
 
 @pytest.mark.skipif(not _real_build_ready(), reason="mini assets not built: run `make assets` (make test does it first)")
-def test_the_real_build_exported_and_imported_runs_the_course(tmp_path, monkeypatch, clean_env):
+def test_the_real_build_exported_and_imported_runs_the_course(tmp_path, monkeypatch):
     import time
 
     from genpercept_lessons.course.site import execute_notebook
 
-    build = mini_build()
+    build = mini_build()  # the build this run's GENPERCEPT_MINI_SEED / _PRECISION chose: the one `make test` built
+    for key in ("GENPERCEPT_MINI_SEED", "GENPERCEPT_MINI_PRECISION"):  # the learner's room sets neither
+        monkeypatch.delenv(key, raising=False)
     t = time.perf_counter()
-    file = export_build(tmp_path / "genpercept-build.tar.gz")
+    file = export_build(tmp_path / "genpercept-build.tar.gz", build["seed"], build["precision"])
     exported = time.perf_counter() - t
     room = tmp_path / "learner-cache"
     monkeypatch.setenv("GENPERCEPT_CACHE", str(room))
