@@ -61,7 +61,7 @@ course: setup assets  ## execute every notebook (mini profile) and write the cou
 	$(PY) -m genpercept_lessons course --out site
 	@echo "open site/index.html"
 
-spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on it, tabulate docs/robustness.md (~20 min a build)
+spread: setup  ## build each seed:precision in SPREAD_BUILDS, run the course on it, tabulate docs/robustness.md (~1 hour a build on 2 cores)
 	for b in $(SPREAD_BUILDS); do \
 	  $(PY) -m genpercept_lessons.course.spread measure --seed $${b%%:*} --precision $${b##*:} || exit 1; done
 	$(PY) -m genpercept_lessons.course.spread table

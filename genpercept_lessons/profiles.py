@@ -122,8 +122,8 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
         # Marigold v1-0's trainer (config/train_marigold.yaml), started from mini-SD's UNet with conv_in widened to
         # 8 channels: annealed multi-resolution noise, left-right flips, 100 warm-up steps, then exponential LR decay
         # (Marigold: to 1% over 25k iterations). The short normals run still learns late, so its decay stops at 10%;
-        # depth keeps Marigold's 1%. Peak LR 3e-3: the largest that trains stably at batch 32 (README, "The mini
-        # world's numbers"). At 100x Marigold's LR one gradient spike can derail a run for good, so the gradient norm
+        # depth keeps Marigold's 1%. Peak LR 3e-3: the largest that trained stably at batch 32 (docs/recipe-history.md, "The
+        # trainer as it was then"). At 100x Marigold's LR one gradient spike can derail a run for good, so the gradient norm
         # is clipped to 1.0 (as E2E-FT's trainer does; Marigold's does not).
         return {"version": 5, "task": task, "init": sd, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
                 "attention_levels": sd["attention_levels"],

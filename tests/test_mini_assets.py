@@ -49,7 +49,8 @@ def test_load_marigold_returns_the_mini_pipelines(profile):
 
 
 # The build's quality gates, on the 200 held-out scenes it evaluated. Every learner trains their own build, so each
-# threshold leaves room beyond the worst of the builds measured in docs/robustness.md (seeds 0-3, bf16 and fp32).
+# threshold leaves room beyond the worst of the builds measured (docs/robustness.md: seeds 0 and 1 of this recipe,
+# bf16 and fp32; docs/recipe-history.md: the earlier recipes, seeds 0-3).
 def test_depth_model_shows_the_bug_and_beats_the_baseline(profile):
     q = read_metadata(profile.depth_model)["held_out"]
     trailing, leading = q["trailing_1step"]["abs_rel"], q["leading_1step"]["abs_rel"]

@@ -119,7 +119,7 @@ PROBES: list[Probe] = [
         ("05 per scene: E2E-FT − ensemble (subset)",
          'after_subset["per_image"]["abs_rel"] - ensemble["per_image"]["abs_rel"]', ""),
         ("05 AbsRel E2E-FT / 50×10 ensemble (subset)", 'after_subset["metrics"]["abs_rel"] / ensemble["metrics"]["abs_rel"]',
-         'after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"]')),
+         'after_subset["metrics"]["abs_rel"] <= 1.2 * ensemble["metrics"]["abs_rel"]')),
     *_p("05", "SD init / Marigold init, zeros",
         ("05 ablation: Marigold init, zeros", 'scores["Marigold init, zeros"]', ""),
         ("05 ablation: Marigold init, Gaussian / zeros", 'scores["Marigold init, Gaussian"] / scores["Marigold init, zeros"]', ""),
@@ -163,7 +163,7 @@ PROBES: list[Probe] = [
         ("09 E2E-FT from mini-SD, all labels", 'results["mini-SD", "all"]["metrics"]["abs_rel"]', ""),
         ("09 random init / mini-SD, all labels", 'ratio["all"]', 'ratio["all"] > 1.15'),
         ("09 random init / mini-SD, 40 labels", 'ratio["40 scenes"]', ""),
-        ("09 mini-SD, 40 labels / all", "few_over_all", "few_over_all > 1.15")),
+        ("09 mini-SD, 40 labels / all", "few_over_all", "few_over_all > 1.1")),
     *_p("09", "edge_scores = {",
         ("09 latent / decoded loss AbsRel", 'losses_compared["latent loss"]["metrics"]["abs_rel"] / '
          'losses_compared["decoded loss"]["metrics"]["abs_rel"]', ""),
@@ -417,7 +417,9 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
              "written by `python -m genpercept_lessons.course.spread measure --seed S --precision P`). Each build trains "
              "its own VAE and UNets; the MiniScenes are the same for all. A lesson asserts a direction only where it "
              "holds on every build here with room to spare. Per-scene rows show the mean ± sd over scenes of a paired "
-             "difference and how many scenes favour the first arm.", ""]
+             "difference and how many scenes favour the first arm. Builds of earlier recipes are kept in the "
+             "subfolders of `docs/spread/` (`mini-sd-v1/`: the first mini-SD; `older-recipe/`: UNets trained from "
+             "scratch).", ""]
     if stale:
         lines += [f"**{', '.join(stale)}: measured with an older recipe** (their asset settings hashes differ from "
                   "today's `profiles.mini_build_settings`); measure them again before quoting them.", ""]

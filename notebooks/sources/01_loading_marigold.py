@@ -72,8 +72,9 @@ fig = caption_grid(real if profile.is_mini else generated["mini-SD, w = 4"], cap
 
 # %% [markdown]
 # The top row is what the renderer drew for each caption, the rows below what mini-SD drew from the caption alone.
-# mini-SD is a 4 M-parameter model trained for 2,000 steps on 2 CPU cores: expect rooms (a ceiling band, walls, a
-# floor) whose walls take the caption's colour once guidance is on (`w = 4`), and objects that are at best blobs.
+# mini-SD is a 4 M-parameter model trained for 2,000 steps on 2 CPU cores: expect at best the rough layout of a room
+# (a band at the top, a floor), a middle that takes the caption's wall colour once guidance is on (`w = 4`), and
+# objects that are at best blobs.
 # SD2 draws what its captions say because it saw billions of images; this one saw 5,744.
 #
 # **Do the walls take the caption's colour?** A picture of four is an anecdote. Count instead: draw 32 held-out
@@ -113,12 +114,13 @@ if profile.is_mini:
                 "mini-SD's walls take the colour its caption names")
 
 # %% [markdown]
-# On the course's default build (seed 0, 2026-12-03) the measure reads the renders' wall colour right 81 % of the time
-# (the rest: objects in front of the wall, shading that turns "cyan" into "blue"); mini-SD's images at `w = 4` carry
-# the caption's wall colour 62–69 % of the time (two noise draws), at `w = 1` 31 %, and scored against another view's
-# caption 12 %: chance, with a few common colours. So the caption does steer the picture, and guidance, which
-# pushes the prediction further from the empty prompt's (Ho & Salimans), makes it steer harder. The claim asserted is
-# the wide one (more than twice the other-caption rate); it has been measured on one build of this recipe so far.
+# On the two builds measured (seed 0 in bf16, seed 1 in fp32) the measure reads the renders' wall colour right 81 % of
+# the time (the rest: objects in front of the wall, shading that turns "cyan" into "blue"); mini-SD's images at `w = 4`
+# carry the caption's wall colour 62–69 % of the time (seed 0: 69 %, and 62 % on another noise draw; seed 1: 62 %), at
+# `w = 1` 31 % (seed 0), and scored against another view's caption 12 % on both: chance, with a few common colours.
+# So the caption does steer the picture, and guidance, which pushes the prediction further from the empty prompt's
+# (Ho & Salimans), makes it steer harder. The claim asserted is the wide one (more than twice the other-caption rate);
+# both builds measured reach five times that rate.
 #
 # What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
 # model and far more training than 2 CPU cores give in 20 minutes; the earlier mini-SD of this course, trained twice
@@ -168,11 +170,12 @@ if profile.is_mini:
 
 # %% [markdown]
 # The own caption explains its image better than another view's: mini-SD reads its captions. By the loss it does so
-# only by a few per cent (on the course's default build 2.6-5.5 %, draw by draw), and the empty prompt lands in
-# between (the own caption 1.1-2.5 % below it). Small numbers for what the pictures above show plainly: at most
-# timesteps the noisy latent itself says far more about the image than a caption can, so the loss averages the
-# caption's effect down. The empty-prompt direction is printed, not asserted: on the earlier mini-SD it was as small
-# as 0.2 % on some draws, and another build may order them differently. A small prior has learned a little from text, far from what SD2 learned.
+# only by a few per cent (3.6 % and 4.2 % below another view's caption on the two builds measured; 2.6–5.5 % draw by
+# draw on seed 0), and the empty prompt lands in between (the own caption 2.0–2.1 % below it). Small numbers for an
+# effect the wall colours show clearly: at most timesteps the noisy latent itself says far more about the image than
+# a caption can, so the loss averages the caption's effect down. The empty-prompt direction is printed, not asserted:
+# on the earlier mini-SD it was as small as 0.2 % on some draws, and another build may order them differently. A
+# small prior has learned a little from text, far from what SD2 learned.
 #
 # The empty prompt is the one Marigold will use, for every image (section 3). It is not "nothing": 10 % of mini-SD's
 # training captions were dropped to `""` (as in SD's training, so that guidance works), so `""` means "a MiniScenes

@@ -182,15 +182,15 @@ fig = metric_vs_steps(sweep, ("abs_rel", "delta1"), reference={"50 × 10 ensembl
 # variant (`prs-eth/marigold-depth-lcm-v1-0`, distilled to need few steps): 6.5 at 1 step and 6.2 at 4 steps × 5
 # members, both behind the fixed DDIM's 5.7 at one step — the fix beats the distillation that had been made to get there.
 #
-# What the mini world shows on every build we measured (`docs/robustness.md`: several seeds of training noise, bf16
-# and fp32, two recipes), and so what we assert, with room to spare for builds we have not seen:
-# - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 7–11 % above it; scene by scene
-#   that gap is small next to its spread (the per-scene sd above is several times the mean gap), so we do not assert
+# What the mini world shows on every build we measured (`docs/robustness.md`: seed 0 in bf16 and seed 1 in fp32; builds
+# of earlier recipes in `docs/recipe-history.md`), and so what we assert, with room to spare for builds we have not seen:
+# - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 8–16 % above it; scene by scene
+#   that gap is small next to its spread (the per-scene sd above is about twice the mean gap, or more), so we do not assert
 #   which is better: the ensemble's edge here is real on average but modest, like the paper's 4 %;
-# - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 12–18 % on every build;
+# - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 7–13 % on every build;
 # - the ensemble beats one of its own 50-step members — a check on the baseline itself: a bound against a broken
 #   ensemble would pass too easily;
-# - one leading step is at least **2.5×** worse than one trailing step (3.4–3.9× on the builds measured; on NYUv2 the
+# - one leading step is at least **2.5×** worse than one trailing step (4.2–4.3× on the builds measured; on NYUv2 the
 #   leading step returns noise, E2E-FT Fig. 1);
 # - the speed-up, measured here, next to the paper's 24 s / 121 ms ≈ 198×.
 #

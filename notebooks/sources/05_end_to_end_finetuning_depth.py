@@ -228,12 +228,14 @@ for name, d in (("E2E-FT − before", gain), ("E2E-FT − ensemble", vs_ensemble
     print(f"per scene, {name}: {d.mean():+.4f} ± {d.std(ddof=1):.4f} (E2E-FT better on {(d < 0).sum()} of {len(d)})")
 if profile.is_mini:  # the full profile's 200 steps are a demonstration, not the paper's 20,000 (lesson 08 scores those)
     assert after["metrics"]["abs_rel"] < before["metrics"]["abs_rel"]  # on every build measured: 5-9 % lower
-    assert after_subset["metrics"]["abs_rel"] <= 1.1 * ensemble["metrics"]["abs_rel"]  # level with it, not better
+    # level with it, not better: 0.96-1.07x on the builds measured, inside 16 scenes' noise (docs/robustness.md)
+    assert after_subset["metrics"]["abs_rel"] <= 1.2 * ensemble["metrics"]["abs_rel"]
 
 # %% [markdown]
-# On every build we measured (`docs/robustness.md`), E2E-FT lowers the 100-scene AbsRel by 5–9 %, and it is better on
-# about two scenes in three. Against the ensemble the picture is different: on 16 scenes E2E-FT's one step lands
-# between 7 % below and 1 % above it, and the per-scene differences scatter around zero. So in the mini world E2E-FT's single step *matches* the
+# On every build we measured (`docs/robustness.md`, `docs/recipe-history.md`), E2E-FT lowers the 100-scene AbsRel by
+# 5–9 % (7 % on both builds of the current recipe), and it is better on about two scenes in three. Against the
+# ensemble the picture is different: on 16 scenes E2E-FT's one step lands between 3 % below and 7 % above it, and
+# the per-scene differences scatter around zero. So in the mini world E2E-FT's single step *matches* the
 # 50 × 10 ensemble at a hundredth of its cost; the paper's "better than the ensemble" (5.2 vs 5.5 on NYUv2, after 20k
 # steps) is not something 150 steps here can show beyond the noise.
 
@@ -282,11 +284,11 @@ for name, (init, noise) in arms.items():
     print(f"{name:26s} AbsRel {scores[name]:.4f}  ({r.seconds:.0f} s)")
 print(f"SD init / Marigold init, zeros: {scores['SD init, zeros'] / scores['Marigold init, zeros']:.2f}")
 if profile.is_mini:  # E2E-FT Table 4 compares full 20k-step runs (SD 5.4 vs Marigold 5.2); 60 steps are not that
-    assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.75x on the seed-0 build
+    assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.35x and 2.20x on the builds measured
 
 # %% [markdown]
 # At this budget the two starting points are nowhere near each other: 60 steps at lr 3·10⁻⁴ polish a model that
-# already predicts depth, but from the generator they barely leave the constant map (AbsRel ≈ 0.28 against 0.29 for
+# already predicts depth, but from the generator they get only part of the way (AbsRel ≈ 0.22, against 0.29 for
 # predicting the same map everywhere). The paper's parity of SD2 + E2E-FT and Marigold + E2E-FT is after 20,000 steps
 # (Table 1); lesson 09 gives the generator a longer budget and a larger learning rate, and compares it with random
 # weights. Gaussian noise against zeros moves AbsRel by a few per cent here, the size of the paper's 5.3 vs 5.2.
