@@ -39,10 +39,14 @@ def _fake_build(seed: int = 0, precision: str = "fp32") -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
+def _clear_build_variant(monkeypatch):
     for key in ("GENPERCEPT_MINI_SEED", "GENPERCEPT_MINI_PRECISION"):
         monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    _clear_build_variant(monkeypatch)
 
 
 @pytest.fixture
@@ -269,8 +273,7 @@ def test_the_real_build_exported_and_imported_runs_the_course(tmp_path, monkeypa
     from genpercept_lessons.course.site import execute_notebook
 
     build = mini_build()  # the build this run's GENPERCEPT_MINI_SEED / _PRECISION chose: the one `make test` built
-    for key in ("GENPERCEPT_MINI_SEED", "GENPERCEPT_MINI_PRECISION"):  # the learner's room sets neither
-        monkeypatch.delenv(key, raising=False)
+    _clear_build_variant(monkeypatch)  # the learner's room sets neither
     t = time.perf_counter()
     file = export_build(tmp_path / "genpercept-build.tar.gz", build["seed"], build["precision"])
     exported = time.perf_counter() - t
