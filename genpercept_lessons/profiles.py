@@ -108,13 +108,15 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
     # mini-SD: text-to-image on the captioned views, as SD is trained (white noise; captions dropped to the empty prompt
     # 10 % of the time, for classifier-free guidance) and with EMA weights. To learn in a CPU budget: attention (self
     # and cross) at 8x8 as well as 4x4, the tiny text encoder trained with the UNet (SD's CLIP came pretrained), and
-    # Min-SNR-5 loss weights (Hang et al., ICCV 2023). Measured on 2 cores (issue 15): 2,000 such steps draw rooms in
-    # the caption's wall colour; 4,000 steps with attention at 4x4 only and a frozen random text encoder drew colour
-    # fields, and 2,000 with the trained text encoder but attention at 4x4 only ignored the colour words too.
+    # Min-SNR-5 loss weights (Hang et al., ICCV 2023). Measured on 2 cores (issue 15): 2,000 such steps drew colour
+    # patches in the caption's wall colour 62-69 % of the time; 2,000 more drew rooms (ceiling, walls, floor) in it
+    # 88-91 % of the time, so the recipe trains 4,000 (about 17 minutes more). 4,000 steps with attention at 4x4 only and
+    # a frozen random text encoder drew colour fields, and 2,000 with the trained text encoder but attention at 4x4
+    # only ignored the colour words too. Objects stay blobs at 4,000 steps (docs/recipe-history.md).
     # One process with two threads: averaging weights between two processes every step costs more than it saves here
     sd = {"version": 2, "data": captioned, "vae": vae, "text": text, "block_out_channels": [32, 64, 128],
           "attention_levels": 2,
-          "norm_num_groups": 8, "steps": 2000, "batch_size": 32, "lr": 2e-3, "text_lr": 1e-3, "min_snr_gamma": 5.0,
+          "norm_num_groups": 8, "steps": 4000, "batch_size": 32, "lr": 2e-3, "text_lr": 1e-3, "min_snr_gamma": 5.0,
           "warmup": 100, "final_lr_ratio": 0.1, "max_grad_norm": 1.0, "caption_dropout": 0.1, "ema_decay": 0.999,
           "held_out": 256, "bf16": bf16, "seed": seed, "threads": 2, "processes": 1}
 
