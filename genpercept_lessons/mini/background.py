@@ -26,12 +26,13 @@ from genpercept_lessons.profiles import mini_build
 __all__ = ["STAGES", "BUILD_MINUTES", "build_plan", "build_command", "run_build", "start_background_build",
            "ensure_mini_assets", "build_report"]
 
-# (asset, what a learner reads, share of the build time, the training loop's progress name): seconds of a seed-0 build
-# on 2 cores (README); the two UNets train side by side, so each counts half of their time
-STAGES = (("data", "MiniScenes", 40, "miniscenes"), ("captioned", "captioned views", 60, "captioned"), ("vae", "VAE", 320, "vae"),
-          ("sd", "mini-SD", 815, "mini-sd"), ("depth", "depth UNet", 245, "unet-depth"),
-          ("normals", "normals UNet", 245, "unet-normals"))
-BUILD_MINUTES = "40-50 minutes on 2 CPU cores"
+# (asset, what a learner reads, share of the build time, the training loop's progress name): seconds of a build on
+# 2 cores (README: data and VAE from the seed-1 fresh clone, mini-SD and the UNets from seed 0); the two UNets train
+# side by side, so each counts half of their time
+STAGES = (("data", "MiniScenes", 50, "miniscenes"), ("captioned", "captioned views", 75, "captioned"), ("vae", "VAE", 560, "vae"),
+          ("sd", "mini-SD", 2050, "mini-sd"), ("depth", "depth UNet", 470, "unet-depth"),
+          ("normals", "normals UNet", 470, "unet-normals"))
+BUILD_MINUTES = "55-65 minutes on 2 CPU cores"
 
 
 def _variant(seed: int | None, precision: str | None) -> tuple[int, str]:

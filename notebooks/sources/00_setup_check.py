@@ -9,7 +9,7 @@
 # - that the depth model answers: one tiny prediction, checked against ground truth.
 #
 # **What you need**: nothing but `make lab`. Mini profile: about 1 minute on a laptop CPU once the assets exist.
-# The first `make lab` opens JupyterLab at once and builds them in the background (40–50 minutes on 2 cores, once;
+# The first `make lab` opens JupyterLab at once and builds them in the background (55–65 minutes on 2 cores, once;
 # an instructor can hand the room a ready build instead: `make lab IMPORT=genpercept-build.tar.gz`). Until then,
 # a cell that needs a model waits for it with a progress bar. Full profile: a CUDA GPU and access to the Hugging Face Hub.
 #
