@@ -170,9 +170,9 @@ PROBES: list[Probe] = [
         ("09 latent / decoded loss edge AbsRel", 'edge_scores["latent loss"] / edge_scores["decoded loss"]', "")),
     *_p("09", "quality = {",
         ("09 degraded / exact labels AbsRel", 'quality["degraded"]["metrics"]["abs_rel"] / quality["all"]["metrics"]["abs_rel"]', "")),
-    *_p("09", 'one["metrics"]["abs_rel"] < multi[1]',
+    *_p("09", 'one["metrics"]["abs_rel"] < 1.1 * multi[1]',
         ("09 one zero-noise step / one stochastic 10-step member", 'one["metrics"]["abs_rel"] / multi[1]["metrics"]["abs_rel"]',
-         'one["metrics"]["abs_rel"] < multi[1]["metrics"]["abs_rel"]'),
+         'one["metrics"]["abs_rel"] < 1.1 * multi[1]["metrics"]["abs_rel"]'),
         ("09 one zero-noise step / 5-member stochastic ensemble", 'one["metrics"]["abs_rel"] / multi[5]["metrics"]["abs_rel"]', "")),
     *_p("09", "errors = {",
         ("09 VAE depth round trip, RGB-only", 'errors["RGB only (mini-SD\'s)"]["depth AbsRel"]', ""),
@@ -418,8 +418,8 @@ def write_table(in_dir: str | os.PathLike = "docs/spread", out: str | os.PathLik
              "its own VAE and UNets; the MiniScenes are the same for all. A lesson asserts a direction only where it "
              "holds on every build here with room to spare. Per-scene rows show the mean ± sd over scenes of a paired "
              "difference and how many scenes favour the first arm. Builds of earlier recipes are kept in the "
-             "subfolders of `docs/spread/` (`mini-sd-v1/`: the first mini-SD; `older-recipe/`: UNets trained from "
-             "scratch).", ""]
+             "subfolders of `docs/spread/` (`mini-sd-v2/`: mini-SD trained half as long; `mini-sd-v1/`: the first "
+             "mini-SD; `older-recipe/`: UNets trained from scratch).", ""]
     if stale:
         lines += [f"**{', '.join(stale)}: measured with an older recipe** (their asset settings hashes differ from "
                   "today's `profiles.mini_build_settings`); measure them again before quoting them.", ""]

@@ -13,7 +13,8 @@
 # an instructor can hand the room a ready build instead: `make lab IMPORT=genpercept-build.tar.gz`). Until then,
 # a cell that needs a model waits for it with a progress bar. Full profile: a CUDA GPU and access to the Hugging Face Hub.
 #
-# **Time**: teaching ~20 min · run time in the mini profile on a 2-core CPU (measured by `make course`): 0.2 min · on a GPU: not measured yet.
+# **Time**: teaching ~20 min · run time in the mini profile on a 2-core CPU (measured by `make spread`, 2026-12-04):
+# 0.2 min · on a GPU: not measured yet.
 #
 # Every check below prints **✓** or **✗ → what to do**.
 

@@ -14,7 +14,7 @@
 # `prs-eth/marigold-depth-v1-0`, ~2 GB in fp16).
 #
 # **Time**: teaching ~35 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.2 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 0.5 min · on a GPU: not measured yet.
 #
 # Facts used here come from the Marigold paper (Ke et al., CVPR 2024, §3) and diffusers'
 # `pipeline_marigold_depth.py` (`prs-eth/Marigold` and diffusers' `pipelines/marigold/`); Stable Diffusion's training
@@ -72,9 +72,8 @@ fig = caption_grid(real if profile.is_mini else generated["mini-SD, w = 4"], cap
 
 # %% [markdown]
 # The top row is what the renderer drew for each caption, the rows below what mini-SD drew from the caption alone.
-# mini-SD is a 4 M-parameter model trained for 2,000 steps on 2 CPU cores: expect at best the rough layout of a room
-# (a band at the top, a floor), a middle that takes the caption's wall colour once guidance is on (`w = 4`), and
-# objects that are at best blobs.
+# mini-SD is a 4 M-parameter model trained for 4,000 steps on 2 CPU cores: expect the layout of a room (a ceiling band,
+# walls, a floor), walls in the caption's colour once guidance is on (`w = 4`), and objects that are at best blobs.
 # SD2 draws what its captions say because it saw billions of images; this one saw 5,744.
 #
 # **Do the walls take the caption's colour?** A picture of four is an anecdote. Count instead: draw 32 held-out
@@ -114,18 +113,19 @@ if profile.is_mini:
                 "mini-SD's walls take the colour its caption names")
 
 # %% [markdown]
-# On the two builds measured (seed 0 in bf16, seed 1 in fp32) the measure reads the renders' wall colour right 81 % of
-# the time (the rest: objects in front of the wall, shading that turns "cyan" into "blue"); mini-SD's images at `w = 4`
-# carry the caption's wall colour 62–69 % of the time (seed 0: 69 %, and 62 % on another noise draw; seed 1: 62 %), at
-# `w = 1` 31 % (seed 0), and scored against another view's caption 12 % on both: chance, with a few common colours.
-# So the caption does steer the picture, and guidance, which pushes the prediction further from the empty prompt's
-# (Ho & Salimans), makes it steer harder. The claim asserted is the wide one (more than twice the other-caption rate);
-# both builds measured reach five times that rate.
+# On the builds measured (`docs/robustness.md`) the measure reads the renders' wall colour right 81 % of the time (the
+# rest: objects in front of the wall, shading that turns "cyan" into "blue"). mini-SD's images at `w = 4` carry the
+# caption's wall colour 94 % of the time (seed 0, bf16; the same on a second noise draw): more often than the renders,
+# because it draws few objects to hide its walls. At `w = 1` 50–59 %, and scored against another view's caption
+# 9–16 %: chance, with a few common colours. So the caption does steer the picture, and guidance, which pushes the
+# prediction further from the empty prompt's (Ho & Salimans), makes it steer harder. The claim asserted is the wide
+# one (more than twice the other-caption rate).
 #
 # What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
-# model and far more training than 2 CPU cores give in 20 minutes; the earlier mini-SD of this course, trained twice
-# as long but with attention only at the coarsest (4×4) level and a frozen random text encoder, drew colour fields
-# that hardly followed the caption (`genpercept_lessons/profiles.py` says what changed).
+# model and far more training than 2 CPU cores give in half an hour. The course's earlier mini-SDs show what training
+# bought (`docs/recipe-history.md`): one as long as this one but with attention only at the coarsest (4×4) level and a
+# frozen random text encoder drew colour fields that hardly followed the caption; this recipe stopped at 2,000 steps
+# coloured its walls as captioned 62–69 % of the time without drawing a room.
 #
 # **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
 # noise an image latent at a random timestep, predict v. Score mini-SD on the held-out views with each view's own
@@ -170,8 +170,8 @@ if profile.is_mini:
 
 # %% [markdown]
 # The own caption explains its image better than another view's: mini-SD reads its captions. By the loss it does so
-# only by a few per cent (3.6 % and 4.2 % below another view's caption on the two builds measured; 2.6–5.5 % draw by
-# draw on seed 0), and the empty prompt lands in between (the own caption 2.0–2.1 % below it). Small numbers for an
+# only by several per cent (8.9 % below another view's caption on seed 0; `docs/robustness.md` has each build), and
+# the empty prompt lands in between (the own caption 3.8 % below it). Small numbers for an
 # effect the wall colours show clearly: at most timesteps the noisy latent itself says far more about the image than
 # a caption can, so the loss averages the caption's effect down. The empty-prompt direction is printed, not asserted:
 # on the earlier mini-SD it was as small as 0.2 % on some draws, and another build may order them differently. A

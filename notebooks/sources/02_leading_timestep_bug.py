@@ -12,7 +12,7 @@
 # **What you need**: lesson 01. Mini profile: ~40 s on a laptop CPU. Full profile: a GPU.
 #
 # **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.2 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 0.3 min · on a GPU: not measured yet.
 #
 # This is the bug found by Garcia et al. (E2E-FT, arXiv 2409.11355, §3.2) and earlier in CompVis/depth-fm#3: Marigold
 # checkpoints looked useless at one step only because of how the timesteps were spaced.

@@ -8,10 +8,10 @@
 #   is computed (Marigold's alignment objective written out and checked against diffusers);
 # - zero terminal SNR (Lin et al.) and what Marigold v1-1 changed, run on the mini model with v1-1's schedule.
 #
-# **What you need**: lessons 01–02. Mini profile: ~2 minutes on a 2-core CPU. Full profile: a GPU.
+# **What you need**: lessons 01–02. Mini profile: ~3 minutes on a 2-core CPU. Full profile: a GPU.
 #
 # **Time**: teaching ~35 min · exercises ~25 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 1.4 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 3.0 min · on a GPU: not measured yet.
 #
 # Paper numbers for reference (E2E-FT, arXiv 2409.11355, Table 1, NYUv2 AbsRel ×100): Marigold 50 steps × 10 ensemble
 # 5.5 (24 s per image on an RTX 4090), leading 50 × 1 6.0, **trailing 1 × 1 5.7 (121 ms)**.
@@ -182,15 +182,15 @@ fig = metric_vs_steps(sweep, ("abs_rel", "delta1"), reference={"50 × 10 ensembl
 # variant (`prs-eth/marigold-depth-lcm-v1-0`, distilled to need few steps): 6.5 at 1 step and 6.2 at 4 steps × 5
 # members, both behind the fixed DDIM's 5.7 at one step — the fix beats the distillation that had been made to get there.
 #
-# What the mini world shows on every build we measured (`docs/robustness.md`: seed 0 in bf16 and seed 1 in fp32; builds
-# of earlier recipes in `docs/recipe-history.md`), and so what we assert, with room to spare for builds we have not seen:
+# What the mini world shows on every build we measured (`docs/robustness.md`; with the previous, half-trained mini-SD
+# `docs/spread/mini-sd-v2/`), and so what we assert, with room to spare for builds we have not seen:
 # - one trailing step is **within 30 %** of the ensemble's AbsRel. On 50 scenes it lands 8–16 % above it; scene by scene
 #   that gap is small next to its spread (the per-scene sd above is about twice the mean gap, or more), so we do not assert
 #   which is better: the ensemble's edge here is real on average but modest, like the paper's 4 %;
 # - one trailing step **beats 50 leading steps without an ensemble** (paper: 5.7 vs 6.0), by 7–13 % on every build;
 # - the ensemble beats one of its own 50-step members — a check on the baseline itself: a bound against a broken
 #   ensemble would pass too easily;
-# - one leading step is at least **2.5×** worse than one trailing step (4.2–4.3× on the builds measured; on NYUv2 the
+# - one leading step is at least **2.5×** worse than one trailing step (4.2–4.7× on the builds measured; on NYUv2 the
 #   leading step returns noise, E2E-FT Fig. 1);
 # - the speed-up, measured here, next to the paper's 24 s / 121 ms ≈ 198×.
 #

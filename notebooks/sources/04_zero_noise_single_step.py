@@ -13,7 +13,7 @@
 # **What you need**: lessons 01–03. Mini profile: ~30 s on a laptop CPU. Full profile: a GPU.
 #
 # **Time**: teaching ~25 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.3 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 0.4 min · on a GPU: not measured yet.
 #
 # Source: E2E-FT (Garcia et al., arXiv 2409.11355, §4): "we replace the noise by its mean", one UNet call at t = T.
 

@@ -10,11 +10,11 @@
 # - that a few minutes of E2E-FT improve on the starting model and bring one step level with Marigold's 50-step ×
 #   10-member ensemble, and what the noise type and the starting point (Marigold or the generator itself) contribute.
 #
-# **What you need**: lessons 01–04. Mini profile: ~4 min on a 2-core CPU. Full profile: a GPU with ≥ 24 GB and the
+# **What you need**: lessons 01–04. Mini profile: ~3 min on a 2-core CPU. Full profile: a GPU with ≥ 24 GB and the
 # data prepared by `data_scripts/` (see the README, "Running the full recipe on a GPU").
 #
 # **Time**: teaching ~40 min · exercises ~30 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 1.5 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 3.0 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al., "Fine-Tuning Image-Conditional Diffusion Models is Easier than You Think" (arXiv 2409.11355,
 # WACV 2025), repo `VisualComputingInstitute/diffusion-e2e-ft` (`training/train.py`, `training/util/loss.py`).
@@ -233,9 +233,9 @@ if profile.is_mini:  # the full profile's 200 steps are a demonstration, not the
 
 # %% [markdown]
 # On every build we measured (`docs/robustness.md`, `docs/recipe-history.md`), E2E-FT lowers the 100-scene AbsRel by
-# 5–9 % (7 % on both builds of the current recipe), and it is better on about two scenes in three. Against the
-# ensemble the picture is different: on 16 scenes E2E-FT's one step lands between 3 % below and 7 % above it, and
-# the per-scene differences scatter around zero. So in the mini world E2E-FT's single step *matches* the
+# 5–9 % (8 % on seed 0 of the current recipe, 7 % on both builds of the previous one), and it is better on about two
+# scenes in three. Against the ensemble the picture is different: on 16 scenes E2E-FT's one step lands between 3 %
+# below and 7 % above it, and the per-scene differences scatter around zero. So in the mini world E2E-FT's single step *matches* the
 # 50 × 10 ensemble at a hundredth of its cost; the paper's "better than the ensemble" (5.2 vs 5.5 on NYUv2, after 20k
 # steps) is not something 150 steps here can show beyond the noise.
 
@@ -284,11 +284,11 @@ for name, (init, noise) in arms.items():
     print(f"{name:26s} AbsRel {scores[name]:.4f}  ({r.seconds:.0f} s)")
 print(f"SD init / Marigold init, zeros: {scores['SD init, zeros'] / scores['Marigold init, zeros']:.2f}")
 if profile.is_mini:  # E2E-FT Table 4 compares full 20k-step runs (SD 5.4 vs Marigold 5.2); 60 steps are not that
-    assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.35x and 2.20x on the builds measured
+    assert scores["SD init, zeros"] > 1.3 * scores["Marigold init, zeros"]  # at 60 steps: 2.2-2.8x on the builds measured
 
 # %% [markdown]
 # At this budget the two starting points are nowhere near each other: 60 steps at lr 3·10⁻⁴ polish a model that
-# already predicts depth, but from the generator they get only part of the way (AbsRel ≈ 0.22, against 0.29 for
+# already predicts depth, but from the generator they get only part of the way (AbsRel ≈ 0.22–0.25, against 0.29 for
 # predicting the same map everywhere). The paper's parity of SD2 + E2E-FT and Marigold + E2E-FT is after 20,000 steps
 # (Table 1); lesson 09 gives the generator a longer budget and a larger learning rate, and compares it with random
 # weights. Gaussian noise against zeros moves AbsRel by a few per cent here, the size of the paper's 5.3 vs 5.2.

@@ -8,11 +8,11 @@
 # - trailing 1 step against 50 steps, and E2E-FT with the angular loss arccos(p·g), clamped so its gradient stays
 #   finite.
 #
-# **What you need**: lessons 01–05. Mini profile: ~3 min on a 2-core CPU. Full profile: a GPU (normals model
+# **What you need**: lessons 01–05. Mini profile: ~2 min on a 2-core CPU. Full profile: a GPU (normals model
 # `GonzaloMG/marigold-normals`) and prepared data.
 #
 # **Time**: teaching ~30 min · exercises ~20 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.9 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 1.6 min · on a GPU: not measured yet.
 #
 # Sources: Garcia et al. (arXiv 2409.11355) eq. 2 and Table 2; DSINE (Bae & Davison, CVPR 2024) for the metrics.
 

@@ -12,7 +12,7 @@
 # a Marigold/SD checkpoint; GenPercept itself starts from SD 2.1).
 #
 # **Time**: teaching ~30 min · exercises ~15 min · run time in the mini profile on a 2-core CPU (measured by `make
-# course`): 0.7 min · on a GPU: not measured yet.
+# spread`, 2026-12-04): 1.2 min · on a GPU: not measured yet.
 #
 # Sources: Xu et al., "What Matters When Repurposing Diffusion Models for General Dense Perception Tasks?"
 # (GenPercept, arXiv 2403.06090, ICLR 2025), repo `aim-uofa/GenPercept`.
