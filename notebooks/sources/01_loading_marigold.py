@@ -115,16 +115,16 @@ if profile.is_mini:
 # %% [markdown]
 # On the builds measured (`docs/robustness.md`) the measure reads the renders' wall colour right 81 % of the time (the
 # rest: objects in front of the wall, shading that turns "cyan" into "blue"). mini-SD's images at `w = 4` carry the
-# caption's wall colour 94 % of the time (seed 0, bf16; the same on a second noise draw): more often than the renders,
-# because it draws few objects to hide its walls. At `w = 1` 50–59 %, and scored against another view's caption
-# 9–16 %: chance, with a few common colours. So the caption does steer the picture, and guidance, which pushes the
-# prediction further from the empty prompt's (Ho & Salimans), makes it steer harder. The claim asserted is the wide
-# one (more than twice the other-caption rate).
+# caption's wall colour 94 % of the time on both builds measured (seed 0 in bf16, seed 1 in fp32; 88–94 % on a second
+# noise draw): more often than the renders, because it draws few objects to hide its walls. At `w = 1` 34–59 %, and
+# scored against another view's caption 9–16 %: chance, with a few common colours. So the caption does steer the
+# picture, and guidance, which pushes the prediction further from the empty prompt's (Ho & Salimans), makes it steer
+# harder. The claim asserted is the wide one (more than twice the other-caption rate).
 #
 # What it does not do is draw the objects: "a purple box and a cyan ball" gives at best a blob. That needs a larger
 # model and far more training than 2 CPU cores give in half an hour. The course's earlier mini-SDs show what training
 # bought (`docs/recipe-history.md`): one as long as this one but with attention only at the coarsest (4×4) level and a
-# frozen random text encoder drew colour fields that hardly followed the caption; this recipe stopped at 2,000 steps
+# frozen random text encoder drew colour fields that hardly followed the caption; this recipe, stopped at 2,000 steps,
 # coloured its walls as captioned 62–69 % of the time without drawing a room.
 #
 # **Does the caption matter?** Stable Diffusion's training loss is the same v-objective you will meet in section 7:
