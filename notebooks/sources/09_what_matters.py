@@ -220,9 +220,8 @@ for name, r in [("mini-Marigold, 10 steps, 1 member", multi[1]), ("mini-Marigold
     print(f"{name:44s}{r['metrics']['abs_rel']:.4f}  {r['seconds'] / N_STOCHASTIC:.3f}")
 print(f"{'mini-SD, 120 E2E-FT steps, 1 step':44s}{sd_one:.4f}")
 print(f"two draws of the stochastic model differ by {spread:.3f} per pixel on average (depth in [0, 1])")
+# printed, not asserted: 0.88-1.00 on three builds measured, 1.50 on a fourth (docs/robustness.md)
 print(f"one zero-noise step / one stochastic sample: {one['metrics']['abs_rel'] / multi[1]['metrics']['abs_rel']:.3f}")
-check_claim(profile, one["metrics"]["abs_rel"] < 1.1 * multi[1]["metrics"]["abs_rel"],  # 0.88-1.00 on the builds measured
-            "one deterministic step loses nothing against one stochastic 10-step sample (GenPercept finding 2)")
 
 # %% [markdown]
 # ## 5. Does a VAE that only saw RGB carry depth and normals?
@@ -290,14 +289,13 @@ fig = prediction_grid(rows["image"][:k], {"depth": rows["depth"][:k],
 # %% [markdown]
 # ## Key points
 # Measured on the builds of the mini world listed in `docs/robustness.md` (2-core CPU; every number per build there)
-# and, for the previous, half-trained mini-SD, in `docs/spread/mini-sd-v2/`. Only the first two points and "one
-# deterministic step loses nothing against one stochastic sample" are asserted.
-# - **The prior matters.** With all labels, the same 120 steps from random weights end 1.66× worse in AbsRel than from
-#   mini-SD (≈ 0.14; seed 0 of this recipe), and 1.46× and 1.44× from the previous, half-trained mini-SD (≈ 0.16): the
+# and, for the previous, half-trained mini-SD, in `docs/spread/mini-sd-v2/`. Only the first two points are asserted.
+# - **The prior matters.** With all labels, the same 120 steps from random weights end 1.60–1.66× worse in AbsRel than from
+#   mini-SD (≈ 0.14; this recipe), and 1.46× and 1.44× from the previous, half-trained mini-SD (≈ 0.16): the
 #   longer-trained generator is the better start. As GenPercept puts it, pre-training is "indispensable".
 # - **Labels matter too**: from mini-SD, 40 scenes give 1.2–1.6× the error of 2,000. One might expect the prior's
-#   advantage to *grow* as labels shrink; this budget does not show it: with 40 scenes random weights end 1.10× the
-#   mini-SD start (1.11× and 1.23× with the previous mini-SD), behind it but by less than with all labels. A
+#   advantage to *grow* as labels shrink; this budget does not show it: with 40 scenes random weights end 1.10× and 1.34×
+#   the mini-SD start (1.11× and 1.23× with the previous mini-SD), behind it but by less than with all labels. A
 #   6,000-view generator is a small prior.
 # - **Decoded vs latent loss, exact vs degraded labels**: the latent loss ends 0.98–1.06× the decoded loss's AbsRel
 #   (at edges 0.96–1.02×): no consistent direction at this budget, where E2E-FT §4 and GenPercept's finding 3 report
@@ -305,9 +303,10 @@ fig = prediction_grid(rows["image"][:k], {"depth": rows["depth"][:k],
 #   level with exact ones (0.99–1.02×): the papers' gains (GenPercept finding 1) come from long runs on real sensor
 #   data; this budget does not reproduce them.
 # - **One deterministic step vs stochastic sampling**: one zero-noise step ends 0.88–1.00× the error of one 10-step
-#   stochastic sample: no loss, as GenPercept's finding 2 says, and what is asserted (within 10 %). A 5-member
-#   ensemble of such samples is better than the one step (the step's error is 1.06–1.15× the ensemble's) for 50 UNet
-#   calls instead of one; E2E-FT's single step beats Marigold's ensemble after its fine-tune (Table 1), not before.
+#   stochastic sample on three builds (no loss, as GenPercept's finding 2 says) but 1.50× on seed 1 of this recipe,
+#   so the mini world does not settle it and nothing is asserted. A 5-member ensemble of such samples is better than
+#   the one step (the step's error is 1.06–1.77× the ensemble's) for 50 UNet calls instead of one; E2E-FT's single
+#   step beats Marigold's ensemble after its fine-tune (Table 1), not before.
 # - **An RGB-only VAE carries depth**, with a small loss: a depth round trip of 0.022–0.023 AbsRel (Marigold's
 #   supplement: MAE 0.0095 on Hypersim with SD's VAE). The 300-step fine-tune of the VAE on the targets helps a
 #   little on both builds (its depth round trip 0.87× and 0.77× the RGB-only one), not asserted.
