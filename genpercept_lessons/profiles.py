@@ -110,7 +110,7 @@ def mini_build_settings(seed: int | None = None, precision: str | None = None) -
     # and cross) at 8x8 as well as 4x4, the tiny text encoder trained with the UNet (SD's CLIP came pretrained), and
     # Min-SNR-5 loss weights (Hang et al., ICCV 2023). Measured on 2 cores (issue 15): 2,000 such steps drew colour
     # patches in the caption's wall colour 62-69 % of the time; 2,000 more drew rooms (ceiling, walls, floor) in it
-    # 88-91 % of the time, so the recipe trains 4,000 (about 17 minutes more). 4,000 steps with attention at 4x4 only and
+    # 88-91 % of the time, so the recipe trains 4,000 (13-16 minutes more, measured). 4,000 steps with attention at 4x4 only and
     # a frozen random text encoder drew colour fields, and 2,000 with the trained text encoder but attention at 4x4
     # only ignored the colour words too. Objects stay blobs at 4,000 steps (docs/recipe-history.md).
     # One process with two threads: averaging weights between two processes every step costs more than it saves here
