@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -157,6 +158,20 @@ def test_rehearse_notebook_reports_failures_claims_and_mini_builds(tmp_path):
     nb.cells.append(nbformat.v4.new_code_cell("x = 1"))
     nbformat.write(nb, str(path))
     assert "(the lesson changed since)" in write_report(tmp_path / "out", tmp_path, tmp_path / "report.md").read_text()
+    # the records live beside the report: a cache without the runs (another machine, a wiped cache) keeps them
+    shutil.rmtree(tmp_path / "out")
+    text = write_report(tmp_path / "empty", tmp_path, tmp_path / "report.md").read_text()
+    assert "| 99_probe |" in text and "- not asserted: needs real weights" in text and "| 98_other | old record" in text
+    # a run older than the kept record does not replace it; a newer one does
+    (tmp_path / "runs").mkdir()
+    texts = []
+    for date, claim in [("2000-01-01 00:00", "an older run"), ("2999-01-01 00:00", "a newer run")]:
+        (tmp_path / "runs" / "99_probe.report.json").write_text(json.dumps(
+            {**report, "date": date, "claims": [{"claim": claim, "held": False}]}))
+        texts.append(write_report(tmp_path / "runs", tmp_path, tmp_path / "report.md").read_text())
+    assert "an older run" not in texts[0] and "needs real weights" in texts[0]
+    assert "a newer run" in texts[1] and "needs real weights" not in texts[1]
+    assert json.loads((tmp_path / "report.json").read_text())["99_probe"]["date"] == "2999-01-01 00:00"
 
 
 def test_rehearse_rejects_unknown_lessons(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import time
@@ -180,7 +181,8 @@ def rehearse_notebook(path: str | os.PathLike, env: dict[str, str], out_dir: str
     from genpercept_lessons.atomic import atomic_write_bytes
 
     report = {"lesson": path.stem, "errors": errors, "claims": claims, "seconds": result["seconds"],
-              "notebook_sha256": file_sha256(path), "date": time.strftime("%Y-%m-%d %H:%M")}
+              "notebook_sha256": file_sha256(path), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     atomic_write_bytes(out_dir / f"{path.stem}.report.json", json.dumps(report, indent=1).encode())
     return report
 
@@ -220,12 +222,25 @@ def rehearse(notebooks_dir: str | os.PathLike = "notebooks", workdir: str | os.P
 
 
 def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """``out``: a Markdown record of the last rehearsal of each lesson (``executed``'s reports): its run time, failed
-    cells and every claim it reached but could not check; a lesson changed since (or never rehearsed) is marked so."""
-    import platform
+    """``out``: a Markdown record of the last rehearsal of each lesson: its run time, failed cells and every claim it
+    reached but could not check; a lesson changed since (or never rehearsed) is marked so.
 
+    The reports behind it are kept beside it (``out`` with ``.json``), so that a lesson rehearsed alone, or on a machine
+    whose cache no longer holds the others' runs, leaves the others' records as they were; a report in ``executed`` (this
+    machine's runs) replaces the kept one when it is newer.
+    """
     from genpercept_lessons.assets import file_sha256
+    from genpercept_lessons.atomic import atomic_write_bytes
 
+    out = Path(out)
+    kept_path = out.with_suffix(".json")
+    kept = json.loads(kept_path.read_text()) if kept_path.is_file() else {}
+    for found in sorted(Path(executed).glob("*.report.json")):
+        r = json.loads(found.read_text())
+        if r["lesson"] not in kept or r["date"] > kept[r["lesson"]]["date"]:
+            kept[r["lesson"]] = {k: v for k, v in r.items() if k != "skipped"}
+    here = f"{platform.machine()}, {os.cpu_count()} cores"
+    machines = sorted({r.get("machine", here) for r in kept.values()}) or [here]
     lines = ["# The full profile's dress rehearsal", "",
              "Written by `make rehearse` (`python -m genpercept_lessons.course.rehearsal`): every lesson run top to bottom "
              "in the full profile on the CPU, against random-weight stand-ins of the real checkpoints (real widths and "
@@ -234,15 +249,14 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
              "failed. The claims below need the real weights (or the real data): in the rehearsal they are reported, "
              "not asserted (whether one held on random weights means nothing; it is listed so that none passes "
              "unseen); with the released checkpoints and datasets they are asserted.", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores.", "",
+             f"Machine: {'; '.join(machines)}.", "",
              "| lesson | run time | failed cells | claims reported, not asserted |", "|---|---|---|---|"]
     reports = []
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
-        found = Path(executed) / f"{path.stem}.report.json"
-        if not found.is_file():
+        r = kept.get(path.stem)
+        if r is None:
             lines.append(f"| {path.stem} | no record: `make rehearse LESSONS={path.name[:2]}` | | |")
             continue
-        r = json.loads(found.read_text())
         if "claims" not in r:  # written before every claim was recorded (version 1 listed failing ones only)
             lines.append(f"| {path.stem} | old record: `make rehearse LESSONS={path.name[:2]}` | | |")
             continue
@@ -256,10 +270,8 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
             lines += [f"- FAILED {e}" for e in r["errors"]]
             lines += [f"- not asserted: {c['claim']} ({'held' if c['held'] else 'did not hold'} on the stand-ins)"
                       for c in r["claims"]]
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from genpercept_lessons.atomic import atomic_write_bytes
-
+    atomic_write_bytes(kept_path, (json.dumps(dict(sorted(kept.items())), indent=1) + "\n").encode())
     atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
     return out
 
