@@ -135,23 +135,27 @@ def object_colours(caption):
     return [word for word in words if word != wall]
 
 
-def object_match(images, captions, share=0.03):
+def colour_shares(image):
+    """{colour word: share of the pixels below the top eighth} of an [H, W, 3] uint8 image."""
+    below = image[image.shape[0] // 8:].reshape(-1, 3) / 255.0
+    words, counts = np.unique([colour_name(pixel) for pixel in below], return_counts=True)
+    return dict(zip(words, counts / counts.sum()))
+
+
+def object_match(shares, captions, share=0.03):
     """For each (image, object its caption names): does the object's colour cover >= `share` of the image below its
-    top eighth? A flat array of bools."""
-    hits = []
-    for image, caption in zip(images, captions):
-        below = image[image.shape[0] // 8:].reshape(-1, 3) / 255.0
-        words = np.array([colour_name(pixel) for pixel in below])
-        hits += [np.mean(words == colour) >= share for colour in object_colours(caption)]
-    return np.array(hits)
+    top eighth? `shares`: `colour_shares` of each image. A flat array of bools."""
+    return np.array([shares_of_image.get(colour, 0.0) >= share for shares_of_image, caption in zip(shares, captions)
+                     for colour in object_colours(caption)])
 
 
 if profile.is_mini:
     others = many_captions[1:] + many_captions[:1]
-    object_rates = {"renders, their caption (the ceiling)": object_match(rendered, many_captions),
-                    "renders, another view's caption": object_match(rendered, others),
-                    "mini-SD w = 4, its caption": object_match(drawn[4.0], many_captions),
-                    "mini-SD w = 4, another view's caption": object_match(drawn[4.0], others)}
+    render_shares, drawn_shares = [colour_shares(im) for im in rendered], [colour_shares(im) for im in drawn[4.0]]
+    object_rates = {"renders, their caption (the ceiling)": object_match(render_shares, many_captions),
+                    "renders, another view's caption": object_match(render_shares, others),
+                    "mini-SD w = 4, its caption": object_match(drawn_shares, many_captions),
+                    "mini-SD w = 4, another view's caption": object_match(drawn_shares, others)}
     for name, hits in object_rates.items():
         print(f"named object's colour present: {name:38s} {hits.mean():.0%} of {len(hits)}")
 
