@@ -238,7 +238,7 @@ def write_report(executed: str | os.PathLike, notebooks_dir: str | os.PathLike, 
     for found in sorted(Path(executed).glob("*.report.json")):
         r = json.loads(found.read_text())
         if r["lesson"] not in kept or r["date"] > kept[r["lesson"]]["date"]:
-            kept[r["lesson"]] = {k: v for k, v in r.items() if k != "skipped"}
+            kept[r["lesson"]] = r
     here = f"{platform.machine()}, {os.cpu_count()} cores"
     machines = sorted({r.get("machine", here) for r in kept.values()}) or [here]
     lines = ["# The full profile's dress rehearsal", "",
